@@ -1,0 +1,106 @@
+package stdioconn
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// pair returns two Conns wired to each other through two os.Pipes, the way
+// the daemon and the agent are wired through the init's stdio.
+func pair(t *testing.T) (*Conn, *Conn) {
+	t.Helper()
+	ar, bw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, aw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := New(ar, aw), New(br, bw)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// TestConnCarriesBytesBothWays guarantees that what one side writes the other
+// reads, in order, in both directions.
+func TestConnCarriesBytesBothWays(t *testing.T) {
+	a, b := pair(t)
+	msg := bytes.Repeat([]byte("sandboxd"), 100000) // larger than a pipe buffer
+	go func() {
+		a.Write(msg)
+	}()
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(b, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatal("bytes differ after crossing the pipe")
+	}
+	go b.Write([]byte("pong"))
+	small := make([]byte, 4)
+	if _, err := io.ReadFull(a, small); err != nil || string(small) != "pong" {
+		t.Fatalf("got %q, %v", small, err)
+	}
+}
+
+// TestReadDeadline guarantees that a read deadline unblocks a reader, which
+// gRPC relies on to notice a silent peer.
+func TestReadDeadline(t *testing.T) {
+	a, _ := pair(t)
+	if err := a.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Read(make([]byte, 1))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("want deadline exceeded, got %v", err)
+	}
+}
+
+// TestPeerCloseGivesEOF guarantees that the reader sees EOF when the peer
+// closes, which is how the daemon learns that a sandbox died.
+func TestPeerCloseGivesEOF(t *testing.T) {
+	a, b := pair(t)
+	b.Close()
+	if _, err := a.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("want EOF, got %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestListenerServesOnce guarantees that the listener yields its Conn once
+// and then blocks until closed.
+func TestListenerServesOnce(t *testing.T) {
+	a, _ := pair(t)
+	l := NewListener(a)
+	c, err := l.Accept()
+	if err != nil || c != a {
+		t.Fatalf("first Accept: %v, %v", c, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { _, err := l.Accept(); errc <- err }()
+	select {
+	case err := <-errc:
+		t.Fatalf("second Accept returned early: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	l.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("want net.ErrClosed, got %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Accept did not return after Close")
+	}
+}
