@@ -24,6 +24,7 @@ printf 'backend: Agg\n' > "$root/home/sandbox/.cache/matplotlib/matplotlibrc"
 chroot --userspec=1000:1000 "$root" env HOME=/home/sandbox \
 	MPLCONFIGDIR=/home/sandbox/.cache/matplotlib MPLBACKEND=Agg \
 	python3 -c 'import matplotlib.font_manager as f; f._load_fontmanager(try_read_cache=False)'
+chown -R 1000:1000 "$root/home/sandbox"
 
 # Nothing in the sandbox needs apt state, docs or setuid bits.
 rm -rf "$root/var/lib/apt/lists"/* "$root/var/cache/apt"/* \

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
+)
+
+// createCommand is "sandboxctl create".
+func createCommand() *command {
+	cmd := newCommand("create", "", "create a sandbox and print its ID", `
+Create boots a sandbox from a template of the daemon's policy and prints its
+ID alone on a line, so that scripts can do id=$(sandboxctl create).
+With --json it prints the whole sandbox instead.`, 0, 0)
+	template := cmd.flags.String("template", "", "policy `NAME` of the template (default: the policy's default template)")
+	labels := keyValues{}
+	cmd.flags.Var(labels, "label", "attach label `KEY=VALUE` to the sandbox (repeatable)")
+	asJSON := cmd.flags.Bool("json", false, "print the sandbox as JSON")
+
+	cmd.run = func(ctx context.Context, c *cli, _ []string) error {
+		client, err := c.client()
+		if err != nil {
+			return err
+		}
+		sb, err := client.CreateSandbox(ctx, &sandboxv1.CreateSandboxRequest{
+			Template: *template,
+			Labels:   labels,
+		})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(c.stdout, false, sb)
+		}
+		_, err = fmt.Fprintln(c.stdout, sb.GetSandboxId())
+		return err
+	}
+	return cmd
+}

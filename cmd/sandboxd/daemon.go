@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/sandboxd/sandboxd/policy"
+	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
+	"github.com/sandboxd/sandboxd/runtime/manager"
+	"github.com/sandboxd/sandboxd/runtime/runsc"
+)
+
+// API limits.
+const (
+	// maxMessage caps one gRPC message from or to a client: Upload chunks
+	// and Exec code (1 MiB) fit with room to spare.
+	maxMessage = 8 << 20
+	// gracePeriod is how long shutdown waits for running RPCs before it
+	// cancels them and destroys the sandboxes.
+	gracePeriod = 5 * time.Second
+	// shutdownTimeout bounds destroying all sandboxes at shutdown.
+	shutdownTimeout = time.Minute
+)
+
+func runDaemon(args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	if err := o.check(); err != nil {
+		return err
+	}
+	pol := policy.Default()
+	if o.policy != "" {
+		if pol, err = policy.Load(o.policy); err != nil {
+			return err
+		}
+	}
+	socket := firstOf(o.socket, pol.Host.Socket, defaultSocket)
+	tcp := firstOf(o.listenTCP, pol.Host.ListenTCP)
+	if err := checkLoopback(tcp); err != nil {
+		return err
+	}
+
+	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	unlock, err := lockStateDir(o.stateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	m, err := manager.New(ctx, manager.Config{
+		Runsc: runsc.Runsc{
+			Binary: o.runsc, Root: filepath.Join(o.stateDir, "runsc"),
+			Platform: o.platform, Network: "none", LogDir: o.runscLogs,
+		},
+		StateDir:      o.stateDir,
+		DefaultRootfs: o.rootfs,
+		AgentBinary:   o.agent,
+		Policy:        pol,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMessage), grpc.MaxSendMsgSize(maxMessage))
+	sandboxv1.RegisterSandboxServiceServer(srv, &server{m: m})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	hs.SetServingStatus(sandboxv1.SandboxService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(srv)
+
+	listeners, err := listen(socket, tcp)
+	if err != nil {
+		m.Close(context.Background())
+		return err
+	}
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { errc <- srv.Serve(l) }()
+	}
+	log.Info("sandboxd serving", "socket", socket, "tcp", tcp, "policy", pol.Source,
+		"runsc", o.runsc, "rootfs", o.rootfs, "state_dir", o.stateDir, "platform", o.platform)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-errc:
+		log.Error("server stopped", "err", err)
+	}
+	hs.Shutdown()
+	stopServer(srv)
+	cctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	m.Close(cctx)
+	os.Remove(socket)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	return err
+}
+
+// stopServer lets running RPCs finish for gracePeriod, then cancels them.
+func stopServer(srv *grpc.Server) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(gracePeriod):
+		srv.Stop()
+	}
+}
+
+func firstOf(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// checkLoopback refuses TCP addresses other than loopback: the API has no
+// authentication, so it must not be reachable from other hosts.
+func checkLoopback(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--listen-tcp %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--listen-tcp %q: only loopback addresses (127.0.0.1, [::1]) are allowed: the API has no authentication", addr)
+	}
+	return nil
+}

@@ -1,0 +1,28 @@
+// Command sandboxd is the sandboxd daemon: it serves sandbox.v1.SandboxService
+// over a unix socket (and optionally loopback TCP), running each sandbox in
+// gVisor. `sandboxd check-policy FILE` validates a policy file and exits.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// Set at build time by the Makefile (-ldflags -X) to the cached runsc binary
+// and rootfs that `make runsc` and `make rootfs` produce, so the daemon runs
+// with no configuration.
+var (
+	defaultRunsc  string
+	defaultRootfs string
+)
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "check-policy" {
+		os.Exit(checkPolicy(args[1:], os.Stdout, os.Stderr))
+	}
+	if err := runDaemon(args); err != nil {
+		fmt.Fprintf(os.Stderr, "sandboxd: %v\n", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
+	"github.com/sandboxd/sandboxd/runtime/errdefs"
+	"github.com/sandboxd/sandboxd/runtime/manager"
+)
+
+// server adapts the manager to sandbox.v1.SandboxService: it only
+// translates messages and errors.
+type server struct {
+	sandboxv1.UnimplementedSandboxServiceServer
+	m *manager.Manager
+}
+
+func (s *server) CreateSandbox(ctx context.Context, req *sandboxv1.CreateSandboxRequest) (*sandboxv1.Sandbox, error) {
+	info, err := s.m.Create(ctx, req.GetTemplate(), req.GetLabels())
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return toProto(info), nil
+}
+
+func (s *server) GetSandbox(_ context.Context, req *sandboxv1.GetSandboxRequest) (*sandboxv1.Sandbox, error) {
+	info, err := s.m.Get(req.GetSandboxId())
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return toProto(info), nil
+}
+
+func (s *server) ListSandboxes(_ context.Context, req *sandboxv1.ListSandboxesRequest) (*sandboxv1.ListSandboxesResponse, error) {
+	infos := s.m.List(req.GetLabelSelector())
+	resp := &sandboxv1.ListSandboxesResponse{Sandboxes: make([]*sandboxv1.Sandbox, len(infos))}
+	for i, info := range infos {
+		resp.Sandboxes[i] = toProto(info)
+	}
+	return resp, nil
+}
+
+func (s *server) DestroySandbox(ctx context.Context, req *sandboxv1.DestroySandboxRequest) (*sandboxv1.DestroySandboxResponse, error) {
+	if err := s.m.Destroy(ctx, req.GetSandboxId()); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &sandboxv1.DestroySandboxResponse{}, nil
+}
+
+func (s *server) Exec(req *sandboxv1.ExecRequest, stream sandboxv1.SandboxService_ExecServer) error {
+	return errdefs.ToGRPC(s.m.Exec(stream.Context(), req, stream.Send))
+}
+
+func (s *server) Upload(stream sandboxv1.SandboxService_UploadServer) error {
+	first, err := stream.Recv()
+	if err == io.EOF {
+		return errdefs.ToGRPC(fmt.Errorf("empty upload: send a header first: %w", errdefs.ErrInvalidArgument))
+	}
+	if err != nil {
+		return err
+	}
+	next := func() ([]byte, error) {
+		msg, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		chunk, ok := msg.GetMsg().(*sandboxv1.UploadRequest_Chunk)
+		if !ok {
+			return nil, fmt.Errorf("only the first Upload message may be a header: %w", errdefs.ErrInvalidArgument)
+		}
+		return chunk.Chunk, nil
+	}
+	resp, err := s.m.Upload(stream.Context(), first.GetHeader(), next)
+	if err != nil {
+		return errdefs.ToGRPC(err)
+	}
+	return stream.SendAndClose(resp)
+}
+
+func (s *server) Download(req *sandboxv1.DownloadRequest, stream sandboxv1.SandboxService_DownloadServer) error {
+	return errdefs.ToGRPC(s.m.Download(stream.Context(), req.GetSandboxId(), req.GetPath(), stream.Send))
+}
+
+var protoStates = map[manager.State]sandboxv1.SandboxState{
+	manager.StateRunning: sandboxv1.SandboxState_SANDBOX_STATE_RUNNING,
+	manager.StateDead:    sandboxv1.SandboxState_SANDBOX_STATE_DEAD,
+}
+
+func toProto(i manager.Info) *sandboxv1.Sandbox {
+	return &sandboxv1.Sandbox{
+		SandboxId:   i.ID,
+		Template:    i.Template,
+		State:       protoStates[i.State],
+		StateReason: i.Reason,
+		CreatedAt:   timestamppb.New(i.CreatedAt),
+		ExpiresAt:   timestamppb.New(i.ExpiresAt),
+		Labels:      i.Labels,
+	}
+}

@@ -1,0 +1,151 @@
+package policy
+
+import "time"
+
+// Defaults used where a policy file leaves a field out. default.yaml spells
+// out the same values, and a test keeps the two in agreement. The reference
+// host these are sized for has 2 cores and 24 GiB of memory.
+const (
+	// DefaultMaxSandboxes caps the sandboxes on a host: 16 sandboxes at the
+	// default 1Gi memory limit commit at most 16 GiB, which leaves a 24 GiB
+	// host room for the daemon, gVisor's per-sandbox overhead and the page
+	// cache. Memory limits are ceilings, not reservations, so typical use is
+	// far lower.
+	DefaultMaxSandboxes = 16
+
+	// DefaultSocket is the API socket: /run is root-owned, in memory and
+	// cleared at boot, the usual place for a daemon's socket. The daemon's
+	// --socket flag overrides it.
+	DefaultSocket = "/run/sandboxd/sandboxd.sock"
+
+	// DefaultNetwork is NetworkNone: sandboxed code is untrusted, and the
+	// only mode supported now gives it no network.
+	DefaultNetwork = NetworkNone
+
+	// DefaultCPU is one core: plenty for single-threaded Python, and it
+	// keeps one busy sandbox from starving its neighbours.
+	DefaultCPU = 1.0
+
+	// DefaultMemory is 1Gi: pandas plus a DataFrame of a few hundred MB
+	// fits, and 16 sandboxes at this limit fit on a 24 GiB host.
+	DefaultMemory int64 = 1 << 30
+
+	// DefaultProcesses is 256 processes: enough for multiprocessing pools
+	// and shell pipelines, few enough to stop a fork bomb early.
+	DefaultProcesses = 256
+
+	// DefaultDisk is a 512Mi writable layer: room for scratch files, plots
+	// and moderate uploads. The runtime currently keeps this layer in
+	// memory, so it is kept well below the memory limit: 16 full sandboxes
+	// hold at most 8 GiB.
+	DefaultDisk int64 = 512 << 20
+
+	// DefaultOpenFiles is 1024, the usual Linux soft limit that programs
+	// are written for.
+	DefaultOpenFiles = 1024
+
+	// DefaultFileSize is 1Gi, a generous per-file cap; with the default
+	// 512Mi disk the writable layer fills first, so this only starts to
+	// bind when an operator raises disk.
+	DefaultFileSize int64 = 1 << 30
+
+	// DefaultOutput caps one Exec's stdout+stderr at 16Mi: long printouts
+	// and tracebacks fit, and a runaway print loop cannot flood the daemon
+	// or the client.
+	DefaultOutput int64 = 16 << 20
+
+	// DefaultUploadFile is 1Gi: a large CSV or Parquet file can be
+	// uploaded (it must still fit in the writable layer).
+	DefaultUploadFile int64 = 1 << 30
+
+	// DefaultUploadTotal is 4Gi over a sandbox's life: several large
+	// uploads, replaced as the work goes on, without letting one client
+	// stream data into a sandbox forever.
+	DefaultUploadTotal int64 = 4 << 30
+
+	// DefaultExecTimeout is 60s: most snippets finish in seconds, and a
+	// minute catches an accidental infinite loop without waiting long.
+	DefaultExecTimeout = 60 * time.Second
+
+	// DefaultMaxExecTimeout is 10m: long enough to train a small model or
+	// crunch a big file when a client asks for it explicitly.
+	DefaultMaxExecTimeout = 10 * time.Minute
+
+	// DefaultLifetime is 1h: a working session, after which a leaked
+	// sandbox is reclaimed even if a client keeps it busy.
+	DefaultLifetime = time.Hour
+
+	// DefaultIdleTimeout is 15m: a user may pause to think, but a sandbox
+	// its client forgot is reclaimed well before its lifetime ends.
+	DefaultIdleTimeout = 15 * time.Minute
+
+	// DefaultPoolIdle keeps 2 warm sandboxes ready: two requests arriving
+	// together both start at once while the pool refills.
+	DefaultPoolIdle = 2
+
+	// DefaultPoolMaxTotal caps a pooled template at 8 sandboxes, half the
+	// default host cap, so one template cannot take the whole host.
+	DefaultPoolMaxTotal = 8
+
+	// DefaultPoolMaxBooting boots one sandbox at a time while refilling:
+	// booting and warming imports is CPU-heavy, and on a 2-core host
+	// parallel boots would slow the sandboxes already serving users.
+	DefaultPoolMaxBooting = 1
+)
+
+// Bounds that validation enforces.
+const (
+	// MaxCPU is the largest limits.cpu accepted, in cores.
+	MaxCPU = 64.0
+	// MinMemory is the smallest limits.memory accepted: below it, gVisor's
+	// own footprint and a Python interpreter leave too little for user
+	// code.
+	MinMemory int64 = 128 << 20
+	// MinDisk is the smallest limits.disk accepted.
+	MinDisk int64 = 16 << 20
+	// MinProcesses is the smallest limits.processes accepted.
+	MinProcesses = 8
+	// MaxProcesses is the largest limits.processes accepted.
+	MaxProcesses = 65536
+	// MinOpenFiles is the smallest limits.open_files accepted.
+	MinOpenFiles = 64
+	// MaxOpenFiles is the largest limits.open_files accepted.
+	MaxOpenFiles = 1048576
+)
+
+// newTemplate returns a template called name with every field at its
+// default.
+func newTemplate(name string) *Template {
+	return &Template{
+		Name:    name,
+		Rootfs:  DefaultRootfs,
+		Network: DefaultNetwork,
+		Limits: Limits{
+			CPU:         DefaultCPU,
+			Memory:      DefaultMemory,
+			Disk:        DefaultDisk,
+			FileSize:    DefaultFileSize,
+			Output:      DefaultOutput,
+			UploadFile:  DefaultUploadFile,
+			UploadTotal: DefaultUploadTotal,
+			Processes:   DefaultProcesses,
+			OpenFiles:   DefaultOpenFiles,
+		},
+		ExecTimeout: ExecTimeout{Default: DefaultExecTimeout, Max: DefaultMaxExecTimeout},
+		Lifetime:    DefaultLifetime,
+		IdleTimeout: DefaultIdleTimeout,
+		Env:         map[string]string{},
+		WarmImports: []string{},
+	}
+}
+
+// newPool returns a pool for template with every other field at its
+// default.
+func newPool(template string) Pool {
+	return Pool{
+		Template:   template,
+		Idle:       DefaultPoolIdle,
+		MaxTotal:   DefaultPoolMaxTotal,
+		MaxBooting: DefaultPoolMaxBooting,
+	}
+}

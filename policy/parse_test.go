@@ -1,0 +1,224 @@
+package policy
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDefaultsApplied guarantees that a policy naming only a template gets
+// every documented default: host settings, the template's rootfs, network,
+// limits, timeouts, empty env and warm_imports, no pools, and that template
+// as default_template.
+func TestDefaultsApplied(t *testing.T) {
+	for _, src := range []string{
+		"templates:\n  python: {}\n",
+		"templates:\n  python:\n",
+		"host:\ntemplates:\n  python:\n    limits:\n    exec_timeout:\n    env:\n    warm_imports:\npools:\n",
+	} {
+		p := mustParse(t, src)
+		want := &Policy{
+			Host:            Host{MaxSandboxes: 16, Socket: "/run/sandboxd/sandboxd.sock"},
+			DefaultTemplate: "python",
+			Templates: map[string]*Template{"python": {
+				Name:    "python",
+				Rootfs:  "default",
+				Network: "none",
+				Limits: Limits{
+					CPU: 1, Memory: 1 << 30, Disk: 512 << 20, FileSize: 1 << 30, Output: 16 << 20,
+					UploadFile: 1 << 30, UploadTotal: 4 << 30, Processes: 256, OpenFiles: 1024,
+				},
+				ExecTimeout: ExecTimeout{Default: 60 * time.Second, Max: 10 * time.Minute},
+				Lifetime:    time.Hour,
+				IdleTimeout: 15 * time.Minute,
+				Env:         map[string]string{},
+				WarmImports: []string{},
+			}},
+			Source: "test.yaml",
+		}
+		if len(p.Pools) != 0 {
+			t.Errorf("Pools = %+v, want none", p.Pools)
+		}
+		p.Pools = nil
+		if !reflect.DeepEqual(p, want) {
+			t.Errorf("policy %q:\n got %+v / %+v\nwant %+v / %+v", src, p, p.Templates["python"], want, want.Templates["python"])
+		}
+	}
+}
+
+// TestPoolDefaults guarantees that a pool naming only its template gets
+// the documented idle, max_total and max_booting.
+func TestPoolDefaults(t *testing.T) {
+	p := mustParse(t, py+"pools:\n  - template: python\n")
+	want := []Pool{{Template: "python", Idle: 2, MaxTotal: 8, MaxBooting: 1}}
+	if !reflect.DeepEqual(p.Pools, want) {
+		t.Errorf("Pools = %+v, want %+v", p.Pools, want)
+	}
+}
+
+// TestExplicitValues guarantees that every field set in a file reaches the
+// Policy, in each accepted spelling: sizes as YAML integers or quantity
+// strings, cpu as a number, a string or millicores, env values that YAML
+// would read as numbers or booleans as their text, and YAML anchors and
+// aliases.
+func TestExplicitValues(t *testing.T) {
+	src := `host:
+  max_sandboxes: 32
+  socket: /tmp/s.sock
+  listen_tcp: 127.0.0.1:7070
+  metrics_listen: "[::1]:9090"
+default_template: small
+templates:
+  big:
+    rootfs: /srv/rootfs
+    network: none
+    limits: &biglimits
+      cpu: 4
+      memory: 8Gi
+      processes: 1024
+      disk: 10G
+      open_files: 65536
+      file_size: 2147483648
+      output: "64Mi"
+      upload_file: 1.5Gi
+      upload_total: 16Gi
+    exec_timeout:
+      default: 5m
+      max: 1h
+    lifetime: 8h
+    idle_timeout: 1h
+    env:
+      PYTHONUNBUFFERED: 1
+      FLAG: true
+      EMPTY: ""
+      _under: x
+    warm_imports:
+      - numpy
+      - matplotlib.pyplot
+  small:
+    limits:
+      cpu: 500m
+  half:
+    limits:
+      cpu: "0.5"
+  copy:
+    limits: *biglimits
+pools:
+  - template: small
+    idle: 0
+    max_total: 1
+    max_booting: 1
+  - {template: big, idle: 4, max_total: 32, max_booting: 2}
+`
+	p := mustParse(t, src)
+	if want := (Host{MaxSandboxes: 32, Socket: "/tmp/s.sock", ListenTCP: "127.0.0.1:7070", MetricsListen: "[::1]:9090"}); p.Host != want {
+		t.Errorf("Host = %+v, want %+v", p.Host, want)
+	}
+	if p.DefaultTemplate != "small" {
+		t.Errorf("DefaultTemplate = %q", p.DefaultTemplate)
+	}
+	big := p.Templates["big"]
+	wantLimits := Limits{CPU: 4, Memory: 8 << 30, Processes: 1024, Disk: 10e9, OpenFiles: 65536, FileSize: 2 << 30, Output: 64 << 20, UploadFile: 3 << 29, UploadTotal: 16 << 30}
+	if big.Limits != wantLimits {
+		t.Errorf("big limits = %+v, want %+v", big.Limits, wantLimits)
+	}
+	if p.Templates["copy"].Limits != wantLimits {
+		t.Errorf("alias limits = %+v, want %+v", p.Templates["copy"].Limits, wantLimits)
+	}
+	if big.Rootfs != "/srv/rootfs" || big.Network != NetworkNone || big.ExecTimeout != (ExecTimeout{5 * time.Minute, time.Hour}) || big.Lifetime != 8*time.Hour || big.IdleTimeout != time.Hour {
+		t.Errorf("big = %+v", big)
+	}
+	if want := map[string]string{"PYTHONUNBUFFERED": "1", "FLAG": "true", "EMPTY": "", "_under": "x"}; !reflect.DeepEqual(big.Env, want) {
+		t.Errorf("env = %v, want %v", big.Env, want)
+	}
+	if want := []string{"numpy", "matplotlib.pyplot"}; !reflect.DeepEqual(big.WarmImports, want) {
+		t.Errorf("warm_imports = %v, want %v", big.WarmImports, want)
+	}
+	if p.Templates["small"].Limits.CPU != 0.5 || p.Templates["half"].Limits.CPU != 0.5 {
+		t.Errorf("cpu 500m = %v, cpu \"0.5\" = %v, want 0.5", p.Templates["small"].Limits.CPU, p.Templates["half"].Limits.CPU)
+	}
+	for name, tmpl := range p.Templates {
+		if tmpl.Name != name {
+			t.Errorf("template %q has Name %q", name, tmpl.Name)
+		}
+	}
+	wantPools := []Pool{{"small", 0, 1, 1}, {"big", 4, 32, 2}}
+	if !reflect.DeepEqual(p.Pools, wantPools) {
+		t.Errorf("Pools = %+v, want %+v", p.Pools, wantPools)
+	}
+}
+
+// TestAcceptedEdgeValues guarantees that values at the edges of each
+// allowed range, and the loopback addresses the daemon accepts, are valid.
+func TestAcceptedEdgeValues(t *testing.T) {
+	for _, body := range []string{
+		"    limits: {cpu: 64, memory: 128Mi, disk: 16Mi, processes: 8, open_files: 64, file_size: 1, output: 1, upload_file: 1, upload_total: 1}\n",
+		"    limits: {cpu: 0.001, processes: 65536, open_files: 1048576}\n",
+		"    limits: {upload_file: 4Gi, upload_total: 4Gi}\n",
+		"    exec_timeout: {default: 10m, max: 10m}\n    lifetime: 15m\n",
+		"    rootfs: /\n",
+	} {
+		mustParse(t, py+body)
+	}
+	for _, addr := range []string{"127.0.0.1:7070", "127.0.0.2:1", "[::1]:65535", "localhost:7070"} {
+		mustParse(t, "host:\n  listen_tcp: \""+addr+"\"\n  metrics_listen: \"127.0.0.1:9999\"\n"+py)
+	}
+	mustParse(t, "host:\n  max_sandboxes: 2\n"+py+"pools:\n  - {template: python, idle: 2, max_total: 2}\n")
+}
+
+// TestTemplateLookup guarantees Policy.Template: "" gives the default
+// template, a known name gives that template, and an unknown name gives an
+// error that wraps ErrUnknownTemplate and lists the known names.
+func TestTemplateLookup(t *testing.T) {
+	p := mustParse(t, "default_template: b\ntemplates:\n  a: {}\n  b: {}\n")
+	if tm, err := p.Template(""); err != nil || tm.Name != "b" {
+		t.Errorf(`Template("") = %v, %v; want b`, tm, err)
+	}
+	if tm, err := p.Template("a"); err != nil || tm.Name != "a" {
+		t.Errorf(`Template("a") = %v, %v; want a`, tm, err)
+	}
+	_, err := p.Template("c")
+	if !errors.Is(err, ErrUnknownTemplate) {
+		t.Fatalf(`Template("c") error %v, want ErrUnknownTemplate`, err)
+	}
+	if !strings.Contains(err.Error(), `"c"`) || !strings.Contains(err.Error(), "a, b") {
+		t.Errorf(`Template("c") error %q should name "c" and list a, b`, err)
+	}
+}
+
+// TestLoad guarantees that Load reads a file, records its path as Source
+// and in every problem, and reports an unreadable file as an os error
+// rather than a ValidationError.
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte(py), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(good)
+	if err != nil || p.Source != good {
+		t.Fatalf("Load(good) = %+v, %v", p, err)
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(py+"    limits: {memory: 64Mi}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(bad)
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Load(bad) error %T %v, want *ValidationError", err, err)
+	}
+	if want := bad + ":3: templates.python.limits.memory: must be at least 128Mi, got 64Mi"; err.Error() != want {
+		t.Errorf("Load(bad) error\n %q\nwant\n %q", err, want)
+	}
+
+	_, err = Load(filepath.Join(dir, "missing.yaml"))
+	if !errors.Is(err, os.ErrNotExist) || errors.As(err, &ve) {
+		t.Errorf("Load(missing) error %T %v, want a wrapped os.ErrNotExist", err, err)
+	}
+}

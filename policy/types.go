@@ -1,0 +1,126 @@
+package policy
+
+import "time"
+
+// Policy is a loaded and validated policy file. Every field has been given
+// its default where the file left it out, so users of a Policy never need to
+// know the defaults.
+type Policy struct {
+	// Host holds the host-wide settings.
+	Host Host
+	// DefaultTemplate names the template used when a CreateSandbox request
+	// names none. It is always a key of Templates.
+	DefaultTemplate string
+	// Templates maps each template name to its settings; it has at least one
+	// entry, and each Template's Name equals its key.
+	Templates map[string]*Template
+	// Pools lists the warm pools in file order, at most one per template.
+	// It is empty when the file declares no pools.
+	Pools []Pool
+	// Source is where the policy came from: the file path given to Load, the
+	// source given to Parse, or "embedded default" for Default.
+	Source string
+}
+
+// Host holds the settings that apply to the whole host rather than to one
+// template.
+type Host struct {
+	// MaxSandboxes caps the sandboxes of all templates on this host, idle
+	// pool members included. At least 1.
+	MaxSandboxes int
+	// Socket is the Unix socket path the daemon serves its API on; the
+	// daemon's --socket flag overrides it. Always an absolute path.
+	Socket string
+	// ListenTCP is an optional loopback TCP address ("127.0.0.1:PORT",
+	// "[::1]:PORT" or "localhost:PORT") to serve the API on as well; empty
+	// means none.
+	ListenTCP string
+	// MetricsListen is an optional loopback TCP address for the Prometheus
+	// metrics HTTP listener; empty means none.
+	MetricsListen string
+}
+
+// NetworkMode says what network a sandbox of a template gets.
+type NetworkMode string
+
+// NetworkNone gives a sandbox no network interface but loopback. It is the
+// only mode supported now.
+const NetworkNone NetworkMode = "none"
+
+// DefaultRootfs is the Template.Rootfs value that means "the rootfs built by
+// rootfs/build.sh"; the daemon knows where that is. Any other value is an
+// absolute host path.
+const DefaultRootfs = "default"
+
+// Template is one kind of sandbox a client can ask for.
+type Template struct {
+	// Name is the template's name, matching ^[a-z0-9][a-z0-9_-]{0,62}$.
+	Name string
+	// Rootfs is DefaultRootfs or an absolute host path to a root file
+	// system. Load does not check that the path exists.
+	Rootfs string
+	// Network is the sandbox's network mode; always NetworkNone for now.
+	Network NetworkMode
+	// Limits are the resource limits of each sandbox.
+	Limits Limits
+	// ExecTimeout bounds how long one Exec may run.
+	ExecTimeout ExecTimeout
+	// Lifetime is how long after its creation a sandbox is destroyed.
+	Lifetime time.Duration
+	// IdleTimeout is how long a sandbox may go without an RPC before it is
+	// destroyed. Never longer than Lifetime.
+	IdleTimeout time.Duration
+	// Env is extra environment for the sandboxed code. Never nil.
+	Env map[string]string
+	// WarmImports lists Python modules (dotted names) imported while the
+	// sandbox is warmed, before a client gets it. Never nil.
+	WarmImports []string
+}
+
+// Limits are the resource limits of one sandbox. Sizes are in bytes.
+type Limits struct {
+	// CPU is the number of cores the sandbox may use (cgroup CPU quota);
+	// fractions are allowed. Greater than 0, at most 64.
+	CPU float64
+	// Memory is the cgroup memory limit. At least 128Mi.
+	Memory int64
+	// Disk is the size of the sandbox's writable layer. At least 16Mi.
+	Disk int64
+	// FileSize is RLIMIT_FSIZE: the largest file sandboxed code may write.
+	FileSize int64
+	// Output caps stdout and stderr together for one Exec.
+	Output int64
+	// UploadFile is the largest single file a client may upload.
+	UploadFile int64
+	// UploadTotal caps the bytes uploaded into one sandbox over its life.
+	// At least UploadFile.
+	UploadTotal int64
+	// Processes is RLIMIT_NPROC for the sandbox user. 8 to 65536.
+	Processes int
+	// OpenFiles is RLIMIT_NOFILE. 64 to 1048576.
+	OpenFiles int
+}
+
+// ExecTimeout bounds how long one Exec may run.
+type ExecTimeout struct {
+	// Default is the timeout of an Exec that asks for none.
+	Default time.Duration
+	// Max is the longest timeout an Exec may ask for. At least Default.
+	Max time.Duration
+}
+
+// Pool keeps warm sandboxes of one template ready.
+type Pool struct {
+	// Template names the template this pool serves; a key of
+	// Policy.Templates.
+	Template string
+	// Idle is how many idle warm sandboxes to keep ready. At least 0, at
+	// most MaxTotal.
+	Idle int
+	// MaxTotal caps the sandboxes of this template, idle and in use. At
+	// least 1, at most Host.MaxSandboxes.
+	MaxTotal int
+	// MaxBooting is how many sandboxes may boot at once while the pool
+	// refills. At least 1.
+	MaxBooting int
+}

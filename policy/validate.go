@@ -1,0 +1,305 @@
+package policy
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+var (
+	// templateName is the form of a template name.
+	templateName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	// envKey is the form of an environment variable name.
+	envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// moduleName is a dotted Python module name.
+	moduleName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+)
+
+// maxSocketPath is the longest Unix socket path Linux accepts (sun_path is
+// 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
+// validate checks the values of a decoded policy, recording every problem
+// in p, and fills in default_template when there is only one template.
+func validate(pol *Policy, p *problems) {
+	validateHost(&pol.Host, p)
+	names := pol.TemplateNames()
+	if p.set("templates") && !p.bad["templates"] && len(names) == 0 {
+		p.add("templates", "no templates defined: a policy needs at least one, e.g. `templates: {python: {}}`")
+	}
+	for _, name := range names {
+		validateTemplate(pol.Templates[name], "templates."+name, p)
+	}
+	validateDefaultTemplate(pol, names, p)
+	validatePools(pol, names, p)
+}
+
+func validateHost(h *Host, p *problems) {
+	if p.ok("host.max_sandboxes") && h.MaxSandboxes < 1 {
+		p.add("host.max_sandboxes", "must be at least 1, got %d", h.MaxSandboxes)
+	}
+	if p.ok("host.socket") {
+		switch {
+		case h.Socket == "":
+			p.add("host.socket", "must not be empty: leave the field out to use %s", DefaultSocket)
+		case !filepath.IsAbs(h.Socket):
+			p.add("host.socket", "%q is a relative path: write an absolute path such as %s", h.Socket, DefaultSocket)
+		case len(h.Socket) > maxSocketPath:
+			p.add("host.socket", "is %d bytes long, but Unix socket paths can be at most %d: choose a shorter path", len(h.Socket), maxSocketPath)
+		}
+	}
+	if p.ok("host.listen_tcp") && h.ListenTCP != "" {
+		if msg := checkLoopback(h.ListenTCP, "the API has no authentication, and anyone who can connect can run code"); msg != "" {
+			p.add("host.listen_tcp", "%s", msg)
+		}
+	}
+	if p.ok("host.metrics_listen") && h.MetricsListen != "" {
+		if msg := checkLoopback(h.MetricsListen, "the metrics listener has no authentication"); msg != "" {
+			p.add("host.metrics_listen", "%s", msg)
+		} else if h.MetricsListen == h.ListenTCP {
+			p.add("host.metrics_listen", "is the same address as host.listen_tcp (%s): give the metrics listener its own port", h.ListenTCP)
+		}
+	}
+}
+
+// checkLoopback returns "" if addr is HOST:PORT with a loopback HOST
+// (127.0.0.0/8, ::1 or localhost) and a port from 1 to 65535, else a message
+// saying what to write; why explains why only loopback is allowed.
+func checkLoopback(addr, why string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("invalid address %q: write HOST:PORT with a loopback host, e.g. 127.0.0.1:7070 or [::1]:7070", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("invalid port %q in %q: write a port number from 1 to 65535", port, addr)
+	}
+	if host == "localhost" {
+		return ""
+	}
+	if host == "" {
+		return fmt.Sprintf("%q listens on every interface, but only loopback is allowed (%s): write 127.0.0.1:%s", addr, why, port)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return fmt.Sprintf("host %q in %q is not an IP address: write 127.0.0.1:%s or [::1]:%s", host, addr, port, port)
+	}
+	if !ip.IsLoopback() {
+		return fmt.Sprintf("%s is not a loopback address, and only loopback is allowed (%s): write 127.0.0.1:%s or [::1]:%s", host, why, port, port)
+	}
+	return ""
+}
+
+func validateTemplate(t *Template, path string, p *problems) {
+	if !templateName.MatchString(t.Name) {
+		p.add(path, "invalid template name %q: use 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter or digit%s", t.Name, nameSuggestion(t.Name))
+	}
+	if at := path + ".rootfs"; p.ok(at) && t.Rootfs != DefaultRootfs && !filepath.IsAbs(t.Rootfs) {
+		p.add(at, "%q is not an absolute path: write %q for the rootfs built by rootfs/build.sh, or an absolute path such as /var/lib/sandboxd/rootfs", t.Rootfs, DefaultRootfs)
+	}
+	if at := path + ".network"; p.ok(at) && t.Network != NetworkNone {
+		p.add(at, "network %q is not supported yet: only %q is (sandboxes get no network); write none or leave the field out", t.Network, NetworkNone)
+	}
+	validateLimits(&t.Limits, path+".limits", p)
+
+	def, maxPath := path+".exec_timeout.default", path+".exec_timeout.max"
+	if p.ok(def, maxPath) && t.ExecTimeout.Default > t.ExecTimeout.Max {
+		at := def
+		if !p.set(def) {
+			at = maxPath
+		}
+		p.add(at, "exec_timeout.default %s%s is longer than exec_timeout.max %s%s: lower default or raise max",
+			formatDuration(t.ExecTimeout.Default), defaulted(p, def), formatDuration(t.ExecTimeout.Max), defaulted(p, maxPath))
+	}
+	idle, life := path+".idle_timeout", path+".lifetime"
+	if p.ok(idle, life) && t.IdleTimeout > t.Lifetime {
+		at := idle
+		if !p.set(idle) {
+			at = life
+		}
+		p.add(at, "idle_timeout %s%s is longer than lifetime %s%s, so it could never fire: lower idle_timeout or raise lifetime",
+			formatDuration(t.IdleTimeout), defaulted(p, idle), formatDuration(t.Lifetime), defaulted(p, life))
+	}
+
+	keys := make([]string, 0, len(t.Env))
+	for k := range t.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		at := path + ".env." + k
+		if !envKey.MatchString(k) {
+			p.add(at, "invalid variable name %q: use letters, digits and '_', not starting with a digit", k)
+		}
+		if strings.ContainsRune(t.Env[k], 0) {
+			p.add(at, "the value contains a NUL byte, which an environment variable cannot hold: remove it")
+		}
+	}
+
+	first := map[string]string{}
+	for i, m := range t.WarmImports {
+		at := indexPath(path+".warm_imports", i)
+		if !p.ok(at) {
+			continue
+		}
+		if !moduleName.MatchString(m) {
+			p.add(at, "%q is not a Python module name: write a dotted module path such as numpy or matplotlib.pyplot (no spaces, no `import`, no `as`)", m)
+			continue
+		}
+		if prev, dup := first[m]; dup {
+			p.add(at, "%q is listed twice (also at %s): remove one", m, prev)
+			continue
+		}
+		first[m] = at
+	}
+}
+
+func validateLimits(l *Limits, path string, p *problems) {
+	at := func(name string) string { return path + "." + name }
+	if p.ok(at("cpu")) && (l.CPU <= 0 || l.CPU > MaxCPU) {
+		p.add(at("cpu"), "must be greater than 0 and at most %g cores, got %g", MaxCPU, l.CPU)
+	}
+	minSize := func(name string, v, least int64) {
+		if p.ok(at(name)) && v < least {
+			p.add(at(name), "must be at least %s, got %s", Size(least), Size(v))
+		}
+	}
+	minSize("memory", l.Memory, MinMemory)
+	minSize("disk", l.Disk, MinDisk)
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"file_size", l.FileSize}, {"output", l.Output}, {"upload_file", l.UploadFile}, {"upload_total", l.UploadTotal}} {
+		if p.ok(at(f.name)) && f.v <= 0 {
+			p.add(at(f.name), "must be greater than 0, got %s", Size(f.v))
+		}
+	}
+	between := func(name string, v, lo, hi int) {
+		if p.ok(at(name)) && (v < lo || v > hi) {
+			p.add(at(name), "must be between %d and %d, got %d", lo, hi, v)
+		}
+	}
+	between("processes", l.Processes, MinProcesses, MaxProcesses)
+	between("open_files", l.OpenFiles, MinOpenFiles, MaxOpenFiles)
+	if p.ok(at("upload_file"), at("upload_total")) && l.UploadTotal > 0 && l.UploadFile > l.UploadTotal {
+		where := at("upload_file")
+		if !p.set(where) {
+			where = at("upload_total")
+		}
+		p.add(where, "upload_file %s%s is larger than upload_total %s%s, so no upload that big could fit: lower upload_file or raise upload_total",
+			Size(l.UploadFile), defaulted(p, at("upload_file")), Size(l.UploadTotal), defaulted(p, at("upload_total")))
+	}
+}
+
+func validateDefaultTemplate(pol *Policy, names []string, p *problems) {
+	const at = "default_template"
+	switch {
+	case !p.ok(at) || len(names) == 0:
+	case p.set(at):
+		if _, ok := pol.Templates[pol.DefaultTemplate]; !ok {
+			p.add(at, "unknown template %q%s: the templates defined are %s", pol.DefaultTemplate, didYouMean(pol.DefaultTemplate, names), strings.Join(names, ", "))
+		}
+	case len(names) == 1:
+		pol.DefaultTemplate = names[0]
+	default:
+		p.at(p.posOf("templates"), at, "missing: with more than one template (%s) the policy must say which one a request that names none gets, e.g. `default_template: %s`", strings.Join(names, ", "), names[0])
+	}
+}
+
+func validatePools(pol *Policy, names []string, p *problems) {
+	hostMax, hostOK := pol.Host.MaxSandboxes, p.ok("host.max_sandboxes") && pol.Host.MaxSandboxes >= 1
+	firstPool := map[string]string{}
+	idleSum, idleOK := 0, true
+	var idleParts []string
+	for i, pool := range pol.Pools {
+		path := indexPath("pools", i)
+		if !p.ok(path) {
+			idleOK = false
+			continue
+		}
+		at := func(name string) string { return path + "." + name }
+
+		tmpl := at("template")
+		switch {
+		case !p.ok(tmpl):
+		case !p.set(tmpl):
+			p.add(path, "missing template: add `template: NAME` naming one of %s", strings.Join(names, ", "))
+		case pol.Templates[pool.Template] == nil:
+			p.add(tmpl, "unknown template %q%s: the templates defined are %s", pool.Template, didYouMean(pool.Template, names), strings.Join(names, ", "))
+		default:
+			if prev, dup := firstPool[pool.Template]; dup {
+				p.add(tmpl, "template %q already has a pool (%s): a template has at most one pool, so merge the two", pool.Template, prev)
+			} else {
+				firstPool[pool.Template] = path
+			}
+		}
+
+		idle, total, booting := at("idle"), at("max_total"), at("max_booting")
+		if p.ok(idle) && pool.Idle < 0 {
+			p.add(idle, "must be 0 or more, got %d", pool.Idle)
+		}
+		if p.ok(total) && pool.MaxTotal < 1 {
+			p.add(total, "must be at least 1, got %d", pool.MaxTotal)
+		}
+		if p.ok(booting) && pool.MaxBooting < 1 {
+			p.add(booting, "must be at least 1, got %d", pool.MaxBooting)
+		}
+		if p.ok(idle, total) && pool.MaxTotal >= 1 && pool.Idle > pool.MaxTotal {
+			where := idle
+			if !p.set(idle) {
+				where = total
+			}
+			p.add(where, "idle %d%s is larger than max_total %d%s, so the pool could never hold that many: lower idle or raise max_total",
+				pool.Idle, defaulted(p, idle), pool.MaxTotal, defaulted(p, total))
+		}
+		if hostOK && p.ok(total) && pool.MaxTotal > hostMax {
+			p.add(total, "max_total %d%s is larger than host.max_sandboxes %d%s: lower max_total or raise host.max_sandboxes",
+				pool.MaxTotal, defaulted(p, total), hostMax, defaulted(p, "host.max_sandboxes"))
+		}
+		if p.ok(idle) && pool.Idle >= 0 {
+			idleSum += pool.Idle
+			idleParts = append(idleParts, fmt.Sprintf("%s %d", pool.Template, pool.Idle))
+		} else {
+			idleOK = false
+		}
+	}
+	if hostOK && idleOK && idleSum > hostMax {
+		p.add("pools", "the pools keep %d idle sandboxes in total (%s), more than host.max_sandboxes %d%s: lower idle or raise host.max_sandboxes",
+			idleSum, strings.Join(idleParts, " + "), hostMax, defaulted(p, "host.max_sandboxes"))
+	}
+}
+
+// defaulted returns " (the default)" if the file left the field at path
+// out, so messages about a value the user never wrote say where it came
+// from.
+func defaulted(p *problems, path string) string {
+	if p.set(path) {
+		return ""
+	}
+	return " (the default)"
+}
+
+// nameSuggestion proposes a valid template name close to name, as
+// `, e.g. "my-name"`, or returns "".
+func nameSuggestion(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteRune('-')
+		}
+	}
+	s := strings.TrimLeft(b.String(), "-_")
+	if len(s) > 63 {
+		s = s[:63]
+	}
+	if s == name || !templateName.MatchString(s) {
+		return ""
+	}
+	return fmt.Sprintf(", e.g. %q", s)
+}

@@ -1,0 +1,87 @@
+package manager
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sandboxd/sandboxd/policy"
+	"github.com/sandboxd/sandboxd/runtime/sandbox"
+)
+
+// State is a sandbox's place in its life, as the manager sees it.
+type State string
+
+const (
+	// StateRunning: booted and serving.
+	StateRunning State = "running"
+	// StateDead: ended on its own or expired; its resources are freed and
+	// its record is kept for DeadRetention so clients learn why.
+	StateDead State = "dead"
+)
+
+// DeadRetention is how long the record of a dead sandbox is kept: long
+// enough for a client to see why its sandbox ended, short enough that dead
+// records cannot pile up.
+const DeadRetention = 10 * time.Minute
+
+// Info describes a sandbox to callers.
+type Info struct {
+	ID        string
+	Template  string
+	State     State
+	Reason    string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	Labels    map[string]string
+}
+
+// entry is the manager's record of one sandbox.
+type entry struct {
+	id        string
+	tmpl      *policy.Template
+	labels    map[string]string
+	createdAt time.Time
+	sb        *sandbox.Sandbox
+
+	lastUsed atomic.Int64 // unix nanoseconds of the last request
+	uploaded atomic.Int64 // bytes uploaded over the sandbox's life
+	inflight atomic.Int32 // requests in progress; a busy sandbox is not idle
+
+	mu     sync.Mutex
+	state  State
+	reason string
+	deadAt time.Time
+}
+
+func (e *entry) touch() { e.lastUsed.Store(now().UnixNano()) }
+
+func (e *entry) idleSince() time.Time { return time.Unix(0, e.lastUsed.Load()) }
+
+func (e *entry) expiresAt() time.Time { return e.createdAt.Add(e.tmpl.Lifetime) }
+
+func (e *entry) status() (State, string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state, e.reason
+}
+
+// markDead records that the sandbox ended; it returns false if it already
+// had.
+func (e *entry) markDead(reason string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state == StateDead {
+		return false
+	}
+	e.state, e.reason, e.deadAt = StateDead, reason, now()
+	return true
+}
+
+func (e *entry) info() Info {
+	st, reason := e.status()
+	return Info{
+		ID: e.id, Template: e.tmpl.Name, State: st, Reason: reason,
+		CreatedAt: e.createdAt, ExpiresAt: e.expiresAt(), Labels: e.labels,
+	}
+}

@@ -1,0 +1,69 @@
+package manager
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/sandboxd/sandboxd/runtime/identifiers"
+)
+
+// Get describes one sandbox.
+func (m *Manager) Get(id string) (Info, error) {
+	if err := identifiers.ValidateID(id); err != nil {
+		return Info{}, err
+	}
+	e, err := m.lookup(id)
+	if err != nil {
+		return Info{}, err
+	}
+	return e.info(), nil
+}
+
+// List describes the sandboxes that carry all labels of selector, oldest
+// first.
+func (m *Manager) List(selector map[string]string) []Info {
+	m.mu.Lock()
+	entries := slices.Collect(maps.Values(m.sandboxes))
+	m.mu.Unlock()
+	out := make([]Info, 0, len(entries))
+	for _, e := range entries {
+		if matches(e.labels, selector) {
+			out = append(out, e.info())
+		}
+	}
+	slices.SortFunc(out, func(a, b Info) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+func matches(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Destroy removes a sandbox and frees everything it held. An unknown ID is
+// not an error: destroy is idempotent.
+func (m *Manager) Destroy(ctx context.Context, id string) error {
+	if err := identifiers.ValidateID(id); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	e, ok := m.sandboxes[id]
+	delete(m.sandboxes, id)
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	m.log.Info("sandbox destroyed", "sandbox", id)
+	return e.sb.Destroy(context.WithoutCancel(ctx))
+}

@@ -1,0 +1,98 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	agentv1 "github.com/sandboxd/sandboxd/proto/agent/v1"
+	"github.com/sandboxd/sandboxd/runtime/ocispec"
+	"github.com/sandboxd/sandboxd/runtime/runsc"
+)
+
+// teardownTimeout bounds how long tearing down a failed or destroyed sandbox
+// may take; runsc delete normally takes ~10 ms.
+const teardownTimeout = 30 * time.Second
+
+// Boot creates, starts and connects to a sandbox. On failure everything it
+// acquired is released before it returns. ctx bounds the whole boot.
+func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
+	s := &Sandbox{id: cfg.ID, log: cfg.Logger.With("sandbox", cfg.ID), exited: make(chan struct{})}
+	defer func() {
+		if retErr != nil {
+			s.setReason("boot failed")
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
+			defer cancel()
+			if err := s.undo.Run(tctx); err != nil {
+				s.log.Warn("cleaning up failed boot", "err", err)
+			}
+		}
+	}()
+
+	if err := writeBundle(cfg.BundleDir, cfg.Spec); err != nil {
+		return nil, err
+	}
+	s.undo.Push("removing bundle", func(context.Context) error { return os.RemoveAll(cfg.BundleDir) })
+
+	p, err := newPipes()
+	if err != nil {
+		return nil, err
+	}
+	s.undo.Push("closing pipes", func(context.Context) error { p.closeOurs(); return nil })
+	stderr := newTail(s.log)
+	go stderr.drain(p.errR)
+
+	// Registered before create: a create that fails half-way can leave
+	// state behind, and delete --force of an unknown ID is harmless.
+	s.undo.Push("deleting runsc sandbox", func(ctx context.Context) error {
+		return ignoreUnknown(cfg.Runsc.Delete(ctx, cfg.ID))
+	})
+	err = cfg.Runsc.Create(ctx, cfg.ID, runsc.CreateOpts{Bundle: cfg.BundleDir, Stdin: p.inR, Stdout: p.outW, Stderr: p.errW})
+	p.closeTheirs()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, stderr.text())
+	}
+	if err := cfg.Runsc.Start(ctx, cfg.ID); err != nil {
+		return nil, err
+	}
+
+	conn, err := dialAgent(p.outR, p.inW, func() {
+		s.setReason("sandbox exited: " + stderr.lastLine())
+		close(s.exited)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.conn = conn
+	s.agent = agentv1.NewAgentServiceClient(conn)
+	s.undo.Push("closing agent connection", func(context.Context) error { return conn.Close() })
+
+	if _, err := s.agent.Ping(ctx, &agentv1.PingRequest{StartPython: cfg.StartPython}); err != nil {
+		return nil, fmt.Errorf("waiting for the sandbox agent: %w: %s", err, stderr.text())
+	}
+	return s, nil
+}
+
+// writeBundle writes the OCI bundle (config.json) into a new directory that
+// only root can read.
+func writeBundle(dir string, p ocispec.Params) error {
+	spec, err := ocispec.Build(p)
+	if err != nil {
+		return fmt.Errorf("building OCI spec: %w", err)
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("encoding OCI spec: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("creating bundle: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("writing bundle: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,99 @@
+// Package sandbox owns one gVisor sandbox: it writes the bundle, boots runsc
+// with the agent as init on pipes it holds, connects gRPC to the agent over
+// those pipes, notices when the sandbox dies and tears everything down
+// exactly once.
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	agentv1 "github.com/sandboxd/sandboxd/proto/agent/v1"
+	"github.com/sandboxd/sandboxd/runtime/cleanup"
+	"github.com/sandboxd/sandboxd/runtime/ocispec"
+	"github.com/sandboxd/sandboxd/runtime/runsc"
+)
+
+// Config describes a sandbox to boot.
+type Config struct {
+	// ID is the sandbox ID, already validated.
+	ID string
+	// Spec are the OCI spec parameters.
+	Spec ocispec.Params
+	// BundleDir is the sandbox's own directory (created, then removed).
+	BundleDir string
+	// Runsc runs the sandbox; its flags carry the overlay size.
+	Runsc *runsc.Runsc
+	// StartPython starts the Python worker during boot, so the first Python
+	// Exec does not pay for it.
+	StartPython bool
+	// Logger receives the sandbox's events and its agent's stderr.
+	Logger *slog.Logger
+}
+
+// Sandbox is a booted sandbox. Its methods are safe for concurrent use.
+type Sandbox struct {
+	id      string
+	log     *slog.Logger
+	conn    *grpc.ClientConn
+	agent   agentv1.AgentServiceClient
+	undo    cleanup.Stack
+	exited  chan struct{} // closed when the agent connection ends
+	mu      sync.Mutex
+	reason  string // why the sandbox ended, set once
+	stopped bool   // Destroy was called
+}
+
+// ID returns the sandbox ID.
+func (s *Sandbox) ID() string { return s.id }
+
+// Agent returns the client of the sandbox's agent.
+func (s *Sandbox) Agent() agentv1.AgentServiceClient { return s.agent }
+
+// Exited is closed when the sandbox's agent connection ends: the sandbox
+// died or was destroyed.
+func (s *Sandbox) Exited() <-chan struct{} { return s.exited }
+
+// ExitReason says why the sandbox ended; empty while it runs.
+func (s *Sandbox) ExitReason() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason
+}
+
+// Destroyed reports whether Destroy was called.
+func (s *Sandbox) Destroyed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
+// setReason records the first reason the sandbox ended.
+func (s *Sandbox) setReason(r string) {
+	s.mu.Lock()
+	if s.reason == "" {
+		s.reason = r
+	}
+	s.mu.Unlock()
+}
+
+// Destroy kills the sandbox and frees its pipes, runsc state and bundle. It
+// is idempotent; every call returns the first teardown's result.
+func (s *Sandbox) Destroy(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.setReason("destroyed")
+	start := time.Now()
+	err := s.undo.Run(ctx)
+	s.log.Debug("sandbox destroyed", "took", time.Since(start), "err", err)
+	if err != nil {
+		return fmt.Errorf("destroying sandbox %s: %w", s.id, err)
+	}
+	return nil
+}
