@@ -50,14 +50,17 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 	s.undo.Push("deleting runsc sandbox", func(ctx context.Context) error {
 		return ignoreUnknown(cfg.Runsc.Delete(ctx, cfg.ID))
 	})
+	t0 := time.Now()
 	err = cfg.Runsc.Create(ctx, cfg.ID, runsc.CreateOpts{Bundle: cfg.BundleDir, Stdin: p.inR, Stdout: p.outW, Stderr: p.errW})
 	p.closeTheirs()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", err, stderr.text())
 	}
+	t1 := time.Now()
 	if err := cfg.Runsc.Start(ctx, cfg.ID); err != nil {
 		return nil, err
 	}
+	t2 := time.Now()
 
 	conn, err := dialAgent(p.outR, p.inW, func() {
 		s.setReason("sandbox exited: " + stderr.lastLine())
@@ -73,6 +76,7 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 	if _, err := s.agent.Ping(ctx, &agentv1.PingRequest{StartPython: cfg.StartPython}); err != nil {
 		return nil, fmt.Errorf("waiting for the sandbox agent: %w: %s", err, stderr.text())
 	}
+	s.log.Debug("sandbox booted", "create", t1.Sub(t0), "start", t2.Sub(t1), "agent_ready", time.Since(t2))
 	return s, nil
 }
 

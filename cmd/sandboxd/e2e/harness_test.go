@@ -185,7 +185,8 @@ func (d *daemon) stop() {
 			d.t.Errorf("sandboxd did not stop within 90s of SIGTERM")
 		}
 	}
-	if d.t.Failed() {
+	// SANDBOXD_E2E_LOG=1 shows the daemon's log of passing tests too.
+	if d.t.Failed() || os.Getenv("SANDBOXD_E2E_LOG") == "1" {
 		d.t.Logf("sandboxd log:\n%s", d.log.String())
 	}
 	if strings.Contains(d.log.String(), "WARNING: DATA RACE") {

@@ -102,17 +102,17 @@ func TestDestroyedSandboxIsGone(t *testing.T) {
 }
 
 // TestSandboxesDoNotSeeEachOther guarantees that files written in one
-// sandbox (workspace, /tmp, even /etc) are invisible in another, and that the
-// shared host rootfs is never written.
+// sandbox (workspace, /tmp, elsewhere in the root) are invisible in another,
+// and that the shared host rootfs is never written.
 func TestSandboxesDoNotSeeEachOther(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
 	a, b := d.create(t), d.create(t)
-	wantOK(t, sh(t, d, a, "echo secret > /workspace/a.txt && echo secret > /tmp/a.txt && echo x > /etc/a-was-here"))
-	r := sh(t, d, b, "ls /workspace /tmp; cat /etc/a-was-here 2>/dev/null; echo done")
+	wantOK(t, sh(t, d, a, "echo secret > /workspace/a.txt && echo secret > /tmp/a.txt && echo x > /var/tmp/a-was-here"))
+	r := sh(t, d, b, "ls /workspace /tmp; cat /var/tmp/a-was-here 2>/dev/null; echo done")
 	if strings.Contains(r.stdout, "a.txt") || strings.Contains(r.stdout, "x\n") {
 		t.Fatalf("sandbox b sees a's files: %q", r.stdout)
 	}
-	if _, err := os.Stat(os.Getenv("SANDBOXD_ROOTFS") + "/etc/a-was-here"); !os.IsNotExist(err) {
+	if _, err := os.Stat(os.Getenv("SANDBOXD_ROOTFS") + "/var/tmp/a-was-here"); !os.IsNotExist(err) {
 		t.Fatalf("a write inside the sandbox reached the host rootfs: %v", err)
 	}
 }
@@ -181,7 +181,7 @@ func TestRestartAfterSIGKILLLeavesNoStrays(t *testing.T) {
 	if got := strayProcesses(d2.runscRoot()); len(got) != 0 {
 		t.Fatalf("runsc processes left after restart: %v", got)
 	}
-	out, err := exec.Command(os.Getenv("SANDBOXD_RUNSC"), "--root="+d2.runscRoot(), "list", "-q").CombinedOutput()
+	out, err := exec.Command(os.Getenv("SANDBOXD_RUNSC"), "--root="+d2.runscRoot(), "list", "-quiet").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "" {
 		t.Fatalf("runsc list after restart: %q %v", out, err)
 	}
