@@ -207,8 +207,11 @@ type Sandbox struct {
 	StateReason string                 `protobuf:"bytes,4,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
 	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the daemon destroys it at the latest (the template's lifetime).
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// True when the sandbox was booted for this request rather than taken
+	// warm from its template's pool.
+	ColdStart     bool `protobuf:"varint,8,opt,name=cold_start,json=coldStart,proto3" json:"cold_start,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -292,13 +295,23 @@ func (x *Sandbox) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *Sandbox) GetColdStart() bool {
+	if x != nil {
+		return x.ColdStart
+	}
+	return false
+}
+
 type CreateSandboxRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Template name from the policy; empty means the policy's default template.
 	Template string `protobuf:"bytes,1,opt,name=template,proto3" json:"template,omitempty"`
 	// Free-form labels kept with the sandbox; keys are 1-63 characters of
 	// [a-zA-Z0-9._/-], values at most 256 bytes.
-	Labels        map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Boot a fresh sandbox even when the template's pool has one ready
+	// (benchmarks, debugging). It still counts against the pool's max_total.
+	BypassPool    bool `protobuf:"varint,3,opt,name=bypass_pool,json=bypassPool,proto3" json:"bypass_pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +358,13 @@ func (x *CreateSandboxRequest) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *CreateSandboxRequest) GetBypassPool() bool {
+	if x != nil {
+		return x.BypassPool
+	}
+	return false
 }
 
 type GetSandboxRequest struct {
@@ -1266,12 +1286,218 @@ func (*DownloadResponse_Info) isDownloadResponse_Msg() {}
 
 func (*DownloadResponse_Chunk) isDownloadResponse_Msg() {}
 
+type ListPoolsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoolsRequest) Reset() {
+	*x = ListPoolsRequest{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoolsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoolsRequest) ProtoMessage() {}
+
+func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
+func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{16}
+}
+
+type ListPoolsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pools         []*Pool                `protobuf:"bytes,1,rep,name=pools,proto3" json:"pools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoolsResponse) Reset() {
+	*x = ListPoolsResponse{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoolsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoolsResponse) ProtoMessage() {}
+
+func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
+func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListPoolsResponse) GetPools() []*Pool {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
+}
+
+// Pool describes the warm pool of one template.
+type Pool struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Template string                 `protobuf:"bytes,1,opt,name=template,proto3" json:"template,omitempty"`
+	// Warm sandboxes ready to hand out.
+	Idle int32 `protobuf:"varint,2,opt,name=idle,proto3" json:"idle,omitempty"`
+	// Sandboxes of this template held by clients.
+	InUse int32 `protobuf:"varint,3,opt,name=in_use,json=inUse,proto3" json:"in_use,omitempty"`
+	// Sandboxes booting to refill the pool.
+	Booting int32 `protobuf:"varint,4,opt,name=booting,proto3" json:"booting,omitempty"`
+	// Idle sandboxes the pool keeps ready (policy pools[].idle).
+	TargetIdle int32 `protobuf:"varint,5,opt,name=target_idle,json=targetIdle,proto3" json:"target_idle,omitempty"`
+	// Most sandboxes of this template at once (policy pools[].max_total).
+	MaxTotal int32 `protobuf:"varint,6,opt,name=max_total,json=maxTotal,proto3" json:"max_total,omitempty"`
+	// CreateSandbox calls served from the pool.
+	Hits int64 `protobuf:"varint,7,opt,name=hits,proto3" json:"hits,omitempty"`
+	// CreateSandbox calls that had to boot a sandbox.
+	Misses int64 `protobuf:"varint,8,opt,name=misses,proto3" json:"misses,omitempty"`
+	// Boots (refill or cold) that failed.
+	Failures int64 `protobuf:"varint,9,opt,name=failures,proto3" json:"failures,omitempty"`
+	// The last boot failure, empty if none.
+	LastError     string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pool) Reset() {
+	*x = Pool{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pool) ProtoMessage() {}
+
+func (x *Pool) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pool.ProtoReflect.Descriptor instead.
+func (*Pool) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Pool) GetTemplate() string {
+	if x != nil {
+		return x.Template
+	}
+	return ""
+}
+
+func (x *Pool) GetIdle() int32 {
+	if x != nil {
+		return x.Idle
+	}
+	return 0
+}
+
+func (x *Pool) GetInUse() int32 {
+	if x != nil {
+		return x.InUse
+	}
+	return 0
+}
+
+func (x *Pool) GetBooting() int32 {
+	if x != nil {
+		return x.Booting
+	}
+	return 0
+}
+
+func (x *Pool) GetTargetIdle() int32 {
+	if x != nil {
+		return x.TargetIdle
+	}
+	return 0
+}
+
+func (x *Pool) GetMaxTotal() int32 {
+	if x != nil {
+		return x.MaxTotal
+	}
+	return 0
+}
+
+func (x *Pool) GetHits() int64 {
+	if x != nil {
+		return x.Hits
+	}
+	return 0
+}
+
+func (x *Pool) GetMisses() int64 {
+	if x != nil {
+		return x.Misses
+	}
+	return 0
+}
+
+func (x *Pool) GetFailures() int64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *Pool) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 var File_sandbox_v1_sandbox_proto protoreflect.FileDescriptor
 
 const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\n" +
 	"\x18sandbox/v1/sandbox.proto\x12\n" +
-	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x03\n" +
+	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x03\n" +
 	"\aSandbox\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1a\n" +
@@ -1282,13 +1508,17 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x127\n" +
-	"\x06labels\x18\a \x03(\v2\x1f.sandbox.v1.Sandbox.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\a \x03(\v2\x1f.sandbox.v1.Sandbox.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"cold_start\x18\b \x01(\bR\tcoldStart\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd4\x01\n" +
 	"\x14CreateSandboxRequest\x12\x1a\n" +
 	"\btemplate\x18\x01 \x01(\tR\btemplate\x12D\n" +
-	"\x06labels\x18\x02 \x03(\v2,.sandbox.v1.CreateSandboxRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x02 \x03(\v2,.sandbox.v1.CreateSandboxRequest.LabelsEntryR\x06labels\x12\x1f\n" +
+	"\vbypass_pool\x18\x03 \x01(\bR\n" +
+	"bypassPool\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
@@ -1359,7 +1589,24 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x10DownloadResponse\x12*\n" +
 	"\x04info\x18\x01 \x01(\v2\x14.sandbox.v1.FileInfoH\x00R\x04info\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x05\n" +
-	"\x03msg*`\n" +
+	"\x03msg\"\x12\n" +
+	"\x10ListPoolsRequest\";\n" +
+	"\x11ListPoolsResponse\x12&\n" +
+	"\x05pools\x18\x01 \x03(\v2\x10.sandbox.v1.PoolR\x05pools\"\x8c\x02\n" +
+	"\x04Pool\x12\x1a\n" +
+	"\btemplate\x18\x01 \x01(\tR\btemplate\x12\x12\n" +
+	"\x04idle\x18\x02 \x01(\x05R\x04idle\x12\x15\n" +
+	"\x06in_use\x18\x03 \x01(\x05R\x05inUse\x12\x18\n" +
+	"\abooting\x18\x04 \x01(\x05R\abooting\x12\x1f\n" +
+	"\vtarget_idle\x18\x05 \x01(\x05R\n" +
+	"targetIdle\x12\x1b\n" +
+	"\tmax_total\x18\x06 \x01(\x05R\bmaxTotal\x12\x12\n" +
+	"\x04hits\x18\a \x01(\x03R\x04hits\x12\x16\n" +
+	"\x06misses\x18\b \x01(\x03R\x06misses\x12\x1a\n" +
+	"\bfailures\x18\t \x01(\x03R\bfailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\n" +
+	" \x01(\tR\tlastError*`\n" +
 	"\fSandboxState\x12\x1d\n" +
 	"\x19SANDBOX_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SANDBOX_STATE_RUNNING\x10\x01\x12\x16\n" +
@@ -1375,7 +1622,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x11EXEC_STATUS_ERROR\x10\x02\x12\x17\n" +
 	"\x13EXEC_STATUS_TIMEOUT\x10\x03\x12\x16\n" +
 	"\x12EXEC_STATUS_KILLED\x10\x04\x12\x1c\n" +
-	"\x18EXEC_STATUS_SANDBOX_DIED\x10\x052\x8f\x04\n" +
+	"\x18EXEC_STATUS_SANDBOX_DIED\x10\x052\xd9\x04\n" +
 	"\x0eSandboxService\x12F\n" +
 	"\rCreateSandbox\x12 .sandbox.v1.CreateSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12@\n" +
 	"\n" +
@@ -1384,7 +1631,8 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x0eDestroySandbox\x12!.sandbox.v1.DestroySandboxRequest\x1a\".sandbox.v1.DestroySandboxResponse\x128\n" +
 	"\x04Exec\x12\x17.sandbox.v1.ExecRequest\x1a\x15.sandbox.v1.ExecEvent0\x01\x12A\n" +
 	"\x06Upload\x12\x19.sandbox.v1.UploadRequest\x1a\x1a.sandbox.v1.UploadResponse(\x01\x12G\n" +
-	"\bDownload\x12\x1b.sandbox.v1.DownloadRequest\x1a\x1c.sandbox.v1.DownloadResponse0\x01B9Z7github.com/sandboxd/sandboxd/proto/sandbox/v1;sandboxv1b\x06proto3"
+	"\bDownload\x12\x1b.sandbox.v1.DownloadRequest\x1a\x1c.sandbox.v1.DownloadResponse0\x01\x12H\n" +
+	"\tListPools\x12\x1c.sandbox.v1.ListPoolsRequest\x1a\x1d.sandbox.v1.ListPoolsResponseB9Z7github.com/sandboxd/sandboxd/proto/sandbox/v1;sandboxv1b\x06proto3"
 
 var (
 	file_sandbox_v1_sandbox_proto_rawDescOnce sync.Once
@@ -1399,7 +1647,7 @@ func file_sandbox_v1_sandbox_proto_rawDescGZIP() []byte {
 }
 
 var file_sandbox_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_sandbox_v1_sandbox_proto_goTypes = []any{
 	(SandboxState)(0),              // 0: sandbox.v1.SandboxState
 	(Language)(0),                  // 1: sandbox.v1.Language
@@ -1420,48 +1668,54 @@ var file_sandbox_v1_sandbox_proto_goTypes = []any{
 	(*DownloadRequest)(nil),        // 16: sandbox.v1.DownloadRequest
 	(*FileInfo)(nil),               // 17: sandbox.v1.FileInfo
 	(*DownloadResponse)(nil),       // 18: sandbox.v1.DownloadResponse
-	nil,                            // 19: sandbox.v1.Sandbox.LabelsEntry
-	nil,                            // 20: sandbox.v1.CreateSandboxRequest.LabelsEntry
-	nil,                            // 21: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	nil,                            // 22: sandbox.v1.ExecRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil),  // 23: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 24: google.protobuf.Duration
+	(*ListPoolsRequest)(nil),       // 19: sandbox.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),      // 20: sandbox.v1.ListPoolsResponse
+	(*Pool)(nil),                   // 21: sandbox.v1.Pool
+	nil,                            // 22: sandbox.v1.Sandbox.LabelsEntry
+	nil,                            // 23: sandbox.v1.CreateSandboxRequest.LabelsEntry
+	nil,                            // 24: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	nil,                            // 25: sandbox.v1.ExecRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
 }
 var file_sandbox_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: sandbox.v1.Sandbox.state:type_name -> sandbox.v1.SandboxState
-	23, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	23, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
-	20, // 4: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
-	21, // 5: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	26, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	26, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	22, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
+	23, // 4: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
+	24, // 5: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
 	3,  // 6: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
 	1,  // 7: sandbox.v1.ExecRequest.language:type_name -> sandbox.v1.Language
-	24, // 8: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	22, // 9: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
+	27, // 8: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	25, // 9: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
 	2,  // 10: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
-	24, // 11: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
+	27, // 11: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
 	11, // 12: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
 	13, // 13: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
 	17, // 14: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
-	4,  // 15: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
-	5,  // 16: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
-	6,  // 17: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
-	8,  // 18: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
-	10, // 19: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
-	14, // 20: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
-	16, // 21: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
-	3,  // 22: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
-	3,  // 23: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
-	7,  // 24: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
-	9,  // 25: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
-	12, // 26: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
-	15, // 27: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
-	18, // 28: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
-	22, // [22:29] is the sub-list for method output_type
-	15, // [15:22] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	21, // 15: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
+	4,  // 16: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
+	5,  // 17: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
+	6,  // 18: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
+	8,  // 19: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
+	10, // 20: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
+	14, // 21: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
+	16, // 22: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
+	19, // 23: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
+	3,  // 24: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
+	3,  // 25: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
+	7,  // 26: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
+	9,  // 27: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
+	12, // 28: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
+	15, // 29: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
+	18, // 30: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
+	20, // 31: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_sandbox_v1_sandbox_proto_init() }
@@ -1488,7 +1742,7 @@ func file_sandbox_v1_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sandbox_v1_sandbox_proto_rawDesc), len(file_sandbox_v1_sandbox_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

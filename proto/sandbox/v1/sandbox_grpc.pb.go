@@ -29,6 +29,7 @@ const (
 	SandboxService_Exec_FullMethodName           = "/sandbox.v1.SandboxService/Exec"
 	SandboxService_Upload_FullMethodName         = "/sandbox.v1.SandboxService/Upload"
 	SandboxService_Download_FullMethodName       = "/sandbox.v1.SandboxService/Download"
+	SandboxService_ListPools_FullMethodName      = "/sandbox.v1.SandboxService/ListPools"
 )
 
 // SandboxServiceClient is the client API for SandboxService service.
@@ -55,6 +56,8 @@ type SandboxServiceClient interface {
 	Upload(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadRequest, UploadResponse], error)
 	// Download reads a file from a sandbox: one header message, then chunks.
 	Download(ctx context.Context, in *DownloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadResponse], error)
+	// ListPools describes the warm pools of the policy in force.
+	ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error)
 }
 
 type sandboxServiceClient struct {
@@ -156,6 +159,16 @@ func (c *sandboxServiceClient) Download(ctx context.Context, in *DownloadRequest
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SandboxService_DownloadClient = grpc.ServerStreamingClient[DownloadResponse]
 
+func (c *sandboxServiceClient) ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPoolsResponse)
+	err := c.cc.Invoke(ctx, SandboxService_ListPools_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SandboxServiceServer is the server API for SandboxService service.
 // All implementations must embed UnimplementedSandboxServiceServer
 // for forward compatibility.
@@ -180,6 +193,8 @@ type SandboxServiceServer interface {
 	Upload(grpc.ClientStreamingServer[UploadRequest, UploadResponse]) error
 	// Download reads a file from a sandbox: one header message, then chunks.
 	Download(*DownloadRequest, grpc.ServerStreamingServer[DownloadResponse]) error
+	// ListPools describes the warm pools of the policy in force.
+	ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error)
 	mustEmbedUnimplementedSandboxServiceServer()
 }
 
@@ -210,6 +225,9 @@ func (UnimplementedSandboxServiceServer) Upload(grpc.ClientStreamingServer[Uploa
 }
 func (UnimplementedSandboxServiceServer) Download(*DownloadRequest, grpc.ServerStreamingServer[DownloadResponse]) error {
 	return status.Error(codes.Unimplemented, "method Download not implemented")
+}
+func (UnimplementedSandboxServiceServer) ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPools not implemented")
 }
 func (UnimplementedSandboxServiceServer) mustEmbedUnimplementedSandboxServiceServer() {}
 func (UnimplementedSandboxServiceServer) testEmbeddedByValue()                        {}
@@ -333,6 +351,24 @@ func _SandboxService_Download_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SandboxService_DownloadServer = grpc.ServerStreamingServer[DownloadResponse]
 
+func _SandboxService_ListPools_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPoolsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxServiceServer).ListPools(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SandboxService_ListPools_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxServiceServer).ListPools(ctx, req.(*ListPoolsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SandboxService_ServiceDesc is the grpc.ServiceDesc for SandboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -355,6 +391,10 @@ var SandboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DestroySandbox",
 			Handler:    _SandboxService_DestroySandbox_Handler,
+		},
+		{
+			MethodName: "ListPools",
+			Handler:    _SandboxService_ListPools_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
