@@ -12,11 +12,13 @@ func createCommand() *command {
 	cmd := newCommand("create", "", "create a sandbox and print its ID", `
 Create boots a sandbox from a template of the daemon's policy and prints its
 ID alone on a line, so that scripts can do id=$(sandboxctl create).
-With --json it prints the whole sandbox instead.`, 0, 0)
+With --json it prints the whole sandbox instead (cold_start says whether it
+was booted for the request or taken warm from the template's pool).`, 0, 0)
 	template := cmd.flags.String("template", "", "policy `NAME` of the template (default: the policy's default template)")
 	labels := keyValues{}
 	cmd.flags.Var(labels, "label", "attach label `KEY=VALUE` to the sandbox (repeatable)")
 	asJSON := cmd.flags.Bool("json", false, "print the sandbox as JSON")
+	bypass := cmd.flags.Bool("bypass-pool", false, "boot a fresh sandbox even if the pool has one ready")
 
 	cmd.run = func(ctx context.Context, c *cli, _ []string) error {
 		client, err := c.client()
@@ -24,8 +26,9 @@ With --json it prints the whole sandbox instead.`, 0, 0)
 			return err
 		}
 		sb, err := client.CreateSandbox(ctx, &sandboxv1.CreateSandboxRequest{
-			Template: *template,
-			Labels:   labels,
+			Template:   *template,
+			Labels:     labels,
+			BypassPool: *bypass,
 		})
 		if err != nil {
 			return err

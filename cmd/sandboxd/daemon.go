@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -20,6 +22,8 @@ import (
 	"github.com/sandboxd/sandboxd/policy"
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 	"github.com/sandboxd/sandboxd/runtime/manager"
+	"github.com/sandboxd/sandboxd/runtime/metrics"
+	"github.com/sandboxd/sandboxd/runtime/pool"
 	"github.com/sandboxd/sandboxd/runtime/runsc"
 )
 
@@ -46,14 +50,20 @@ func runDaemon(args []string) error {
 	}
 	pol := policy.Default()
 	if o.policy != "" {
+		if o.policy, err = filepath.Abs(o.policy); err != nil {
+			return err
+		}
 		if pol, err = policy.Load(o.policy); err != nil {
 			return err
 		}
 	}
 	socket := firstOf(o.socket, pol.Host.Socket, defaultSocket)
 	tcp := firstOf(o.listenTCP, pol.Host.ListenTCP)
-	if err := checkLoopback(tcp); err != nil {
-		return err
+	metricsAddr := firstOf(o.metricsListen, pol.Host.MetricsListen)
+	for _, addr := range []string{tcp, metricsAddr} {
+		if err := checkLoopback(addr); err != nil {
+			return err
+		}
 	}
 
 	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
@@ -67,7 +77,11 @@ func runDaemon(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	m, err := manager.New(ctx, manager.Config{
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var m *manager.Manager
+	mx := metrics.New(reg, func() []pool.Status { return m.Pools() })
+	m, err = manager.New(ctx, manager.Config{
 		Runsc: runsc.Runsc{
 			Binary: o.runsc, Root: filepath.Join(o.stateDir, "runsc"),
 			Platform: o.platform, Network: "none", LogDir: o.runscLogs,
@@ -77,12 +91,16 @@ func runDaemon(args []string) error {
 		AgentBinary:   o.agent,
 		Policy:        pol,
 		Logger:        log,
+		Metrics:       mx,
 	})
 	if err != nil {
 		return err
 	}
+	go (&reloader{path: o.policy, log: log, current: pol, apply: m.UpdatePolicy}).run(ctx)
 
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMessage), grpc.MaxSendMsgSize(maxMessage))
+	// WaitForHandlers: Stop returns only once every handler has, so no
+	// CreateSandbox is still booting when the manager destroys everything.
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMessage), grpc.MaxSendMsgSize(maxMessage), grpc.WaitForHandlers(true))
 	sandboxv1.RegisterSandboxServiceServer(srv, &server{m: m})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
@@ -94,11 +112,19 @@ func runDaemon(args []string) error {
 		m.Close(context.Background())
 		return err
 	}
+	if metricsAddr != "" {
+		stopMetrics, err := serveMetrics(metricsAddr, reg, log)
+		if err != nil {
+			m.Close(context.Background())
+			return err
+		}
+		defer stopMetrics()
+	}
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func() { errc <- srv.Serve(l) }()
 	}
-	log.Info("sandboxd serving", "socket", socket, "tcp", tcp, "policy", pol.Source,
+	log.Info("sandboxd serving", "socket", socket, "tcp", tcp, "metrics", metricsAddr, "policy", pol.Source,
 		"runsc", o.runsc, "rootfs", o.rootfs, "state_dir", o.stateDir, "platform", o.platform)
 
 	select {
@@ -147,14 +173,14 @@ func checkLoopback(addr string) error {
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--listen-tcp %q: %w", addr, err)
+		return fmt.Errorf("listen address %q: %w", addr, err)
 	}
 	if host == "localhost" {
 		return nil
 	}
 	ip := net.ParseIP(host)
 	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("--listen-tcp %q: only loopback addresses (127.0.0.1, [::1]) are allowed: the API has no authentication", addr)
+		return fmt.Errorf("listen address %q: only loopback addresses (127.0.0.1, [::1]) are allowed: sandboxd has no authentication", addr)
 	}
 	return nil
 }

@@ -19,16 +19,17 @@ const (
 
 // options are the daemon's settings from its flags.
 type options struct {
-	socket    string
-	listenTCP string
-	policy    string
-	stateDir  string
-	runsc     string
-	rootfs    string
-	agent     string
-	platform  string
-	runscLogs string
-	logLevel  slog.Level
+	socket        string
+	listenTCP     string
+	metricsListen string
+	policy        string
+	stateDir      string
+	runsc         string
+	rootfs        string
+	agent         string
+	platform      string
+	runscLogs     string
+	logLevel      slog.Level
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -40,7 +41,8 @@ func parseFlags(args []string) (*options, error) {
 	}
 	fs.StringVar(&o.socket, "socket", "", "unix socket to serve on (default: the policy's host.socket, else "+defaultSocket+")")
 	fs.StringVar(&o.listenTCP, "listen-tcp", "", "also serve on this loopback TCP address, e.g. 127.0.0.1:7070 (default: the policy's host.listen_tcp)")
-	fs.StringVar(&o.policy, "policy", "", "policy file (default: the embedded default policy)")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics on a loopback address, e.g. 127.0.0.1:9090 (default: the policy's host.metrics_listen; empty: off)")
+	fs.StringVar(&o.policy, "policy", "", "policy file, reloaded on SIGHUP and when it changes (default: the embedded default policy)")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir, "directory for the daemon's state (runsc root, bundles); one daemon per directory")
 	fs.StringVar(&o.runsc, "runsc", defaultRunsc, "runsc binary (default: the one `make runsc` built)")
 	fs.StringVar(&o.rootfs, "rootfs", defaultRootfs, "rootfs directory that templates with `rootfs: default` use (default: the one `make rootfs` built)")

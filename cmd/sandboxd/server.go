@@ -20,7 +20,7 @@ type server struct {
 }
 
 func (s *server) CreateSandbox(ctx context.Context, req *sandboxv1.CreateSandboxRequest) (*sandboxv1.Sandbox, error) {
-	info, err := s.m.Create(ctx, req.GetTemplate(), req.GetLabels())
+	info, err := s.m.Create(ctx, manager.CreateRequest{Template: req.GetTemplate(), Labels: req.GetLabels(), BypassPool: req.GetBypassPool()})
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -99,5 +99,19 @@ func toProto(i manager.Info) *sandboxv1.Sandbox {
 		CreatedAt:   timestamppb.New(i.CreatedAt),
 		ExpiresAt:   timestamppb.New(i.ExpiresAt),
 		Labels:      i.Labels,
+		ColdStart:   i.ColdStart,
 	}
+}
+
+func (s *server) ListPools(context.Context, *sandboxv1.ListPoolsRequest) (*sandboxv1.ListPoolsResponse, error) {
+	pools := s.m.Pools()
+	resp := &sandboxv1.ListPoolsResponse{Pools: make([]*sandboxv1.Pool, len(pools))}
+	for i, p := range pools {
+		resp.Pools[i] = &sandboxv1.Pool{
+			Template: p.Template, Idle: int32(p.Idle), InUse: int32(p.InUse), Booting: int32(p.Booting),
+			TargetIdle: int32(p.TargetIdle), MaxTotal: int32(p.MaxTotal),
+			Hits: p.Hits, Misses: p.Misses, Failures: p.Failures, LastError: p.LastError,
+		}
+	}
+	return resp, nil
 }

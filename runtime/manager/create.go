@@ -14,90 +14,97 @@ import (
 	"github.com/sandboxd/sandboxd/runtime/sandbox"
 )
 
-// BootTimeout bounds one cold boot. A boot takes ~150 ms plus the Python
-// worker; a minute means the host is badly overloaded, and the client is
-// better served by an error than by waiting.
-const BootTimeout = 60 * time.Second
+// BootTimeout bounds one cold boot. A boot takes ~0.5 s plus the warm
+// imports; two minutes means the host is badly overloaded, and the client
+// is better served by an error than by waiting.
+const BootTimeout = 2 * time.Minute
 
-// Create boots a sandbox from the named template ("" for the default).
-func (m *Manager) Create(ctx context.Context, template string, labels map[string]string) (Info, error) {
-	if err := identifiers.ValidateLabels(labels); err != nil {
+// CreateRequest asks for a sandbox.
+type CreateRequest struct {
+	// Template names the policy template; "" means the default.
+	Template string
+	// Labels are kept with the sandbox.
+	Labels map[string]string
+	// BypassPool boots a fresh sandbox even if the pool has one ready.
+	BypassPool bool
+}
+
+// Create returns a sandbox of the requested template: warm from its pool
+// when one is ready, else booted for the request.
+func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
+	if err := identifiers.ValidateLabels(req.Labels); err != nil {
 		return Info{}, err
 	}
-	pol := m.Policy()
-	tmpl, err := pol.Template(template)
+	tmpl, err := m.Policy().Template(req.Template)
 	if err != nil {
 		if errors.Is(err, policy.ErrUnknownTemplate) {
 			return Info{}, fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
 		}
 		return Info{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	if err := m.reserve(pol); err != nil {
-		return Info{}, err
+	if m.isClosed() {
+		return Info{}, errShuttingDown
 	}
-	defer m.release()
-
-	id := identifiers.NewID()
+	start := now()
 	bctx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
-	start := now()
-	sb, err := sandbox.Boot(bctx, m.bootConfig(id, tmpl))
-	if err != nil {
-		if ctx.Err() != nil {
-			return Info{}, fmt.Errorf("creating sandbox: %w", ctx.Err())
+
+	var sb *sandbox.Sandbox
+	var cold bool
+	var release func()
+	if p := m.poolFor(tmpl.Name); p != nil {
+		s, c, err := p.Acquire(bctx, req.BypassPool)
+		if err != nil {
+			m.metrics.AcquireFailed()
+			return Info{}, m.bootFailed(ctx, tmpl, err)
 		}
-		return Info{}, fmt.Errorf("booting sandbox from template %q: %w: %w", tmpl.Name, err, errdefs.ErrUnavailable)
+		sb, cold, release = s.(*sandbox.Sandbox), c, p.Release
+	} else {
+		if !m.slots.TryAcquire() {
+			return Info{}, errHostFull(m.Policy())
+		}
+		if sb, err = m.boot(bctx, tmpl); err != nil {
+			m.slots.Release()
+			m.metrics.AcquireFailed()
+			return Info{}, m.bootFailed(ctx, tmpl, err)
+		}
+		cold, release = true, m.slots.Release
 	}
-	e := &entry{id: id, tmpl: tmpl, labels: labels, createdAt: now(), sb: sb, state: StateRunning}
+	m.metrics.Acquired(cold, now().Sub(start))
+
+	e := &entry{id: sb.ID(), tmpl: tmpl, labels: req.Labels, createdAt: now(), sb: sb, state: StateRunning, cold: cold, release: release}
 	e.touch()
 	if err := m.register(e); err != nil {
-		sb.Destroy(context.WithoutCancel(ctx))
+		m.finish(context.WithoutCancel(ctx), e)
 		return Info{}, err
 	}
 	go m.watch(e)
-	m.log.Info("sandbox created", "sandbox", id, "template", tmpl.Name, "boot", now().Sub(start).Round(time.Millisecond))
+	m.log.Info("sandbox created", "sandbox", e.id, "template", tmpl.Name, "cold", cold, "took", now().Sub(start).Round(time.Microsecond))
 	return e.info(), nil
 }
 
-// reserve takes a slot under the host limit for a boot.
-func (m *Manager) reserve(pol *policy.Policy) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return fmt.Errorf("sandboxd is shutting down: %w", errdefs.ErrUnavailable)
-	}
-	live := m.booting
-	for _, e := range m.sandboxes {
-		if st, _ := e.status(); st == StateRunning {
-			live++
-		}
-	}
-	if live >= pol.Host.MaxSandboxes {
-		return fmt.Errorf("host limit of %d sandboxes reached (policy host.max_sandboxes): destroy a sandbox first: %w", pol.Host.MaxSandboxes, errdefs.ErrResourceExhausted)
-	}
-	m.booting++
-	return nil
+var errShuttingDown = fmt.Errorf("sandboxd is shutting down: %w", errdefs.ErrUnavailable)
+
+func errHostFull(pol *policy.Policy) error {
+	return fmt.Errorf("host limit of %d sandboxes reached (policy host.max_sandboxes): destroy a sandbox first: %w", pol.Host.MaxSandboxes, errdefs.ErrResourceExhausted)
 }
 
-func (m *Manager) release() {
-	m.mu.Lock()
-	m.booting--
-	m.mu.Unlock()
-}
-
-// register adds a booted sandbox, unless the manager closed meanwhile.
-func (m *Manager) register(e *entry) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return fmt.Errorf("sandboxd is shutting down: %w", errdefs.ErrUnavailable)
+// bootFailed classifies a failed acquisition: limits keep their class, a
+// cancelled client is cancelled, anything else is a boot failure.
+func (m *Manager) bootFailed(ctx context.Context, tmpl *policy.Template, err error) error {
+	switch {
+	case errors.Is(err, errdefs.ErrResourceExhausted), errors.Is(err, errdefs.ErrUnavailable):
+		return err
+	case ctx.Err() != nil:
+		return fmt.Errorf("creating sandbox: %w", ctx.Err())
+	default:
+		return fmt.Errorf("booting sandbox from template %q: %w: %w", tmpl.Name, err, errdefs.ErrUnavailable)
 	}
-	m.sandboxes[e.id] = e
-	return nil
 }
 
-// bootConfig turns a template into the parameters of one sandbox.
-func (m *Manager) bootConfig(id string, t *policy.Template) sandbox.Config {
+// boot cold-boots one sandbox of a template, warm imports included.
+func (m *Manager) boot(ctx context.Context, t *policy.Template) (*sandbox.Sandbox, error) {
+	id := identifiers.NewID()
 	rootfs := t.Rootfs
 	if rootfs == policy.DefaultRootfs {
 		rootfs = m.cfg.DefaultRootfs
@@ -106,7 +113,8 @@ func (m *Manager) bootConfig(id string, t *policy.Template) sandbox.Config {
 	// The writable layer lives in sandbox memory, capped at the template's
 	// disk size: writes beyond it fail with ENOSPC inside the sandbox.
 	r.Overlay = fmt.Sprintf("root:memory,size=%d", t.Limits.Disk)
-	return sandbox.Config{
+	start := now()
+	sb, err := sandbox.Boot(ctx, sandbox.Config{
 		ID: id,
 		Spec: ocispec.Params{
 			RootfsDir:   rootfs,
@@ -120,8 +128,38 @@ func (m *Manager) bootConfig(id string, t *policy.Template) sandbox.Config {
 		BundleDir:   filepath.Join(m.bundlesDir(), id),
 		Runsc:       &r,
 		StartPython: true,
+		Warmup:      sandbox.WarmupCode(t.WarmImports),
 		Logger:      m.log,
+	})
+	if err != nil {
+		m.metrics.BootFailed(t.Name)
+		return nil, err
 	}
+	m.metrics.Booted(t.Name, now().Sub(start))
+	return sb, nil
+}
+
+// register adds a sandbox, unless the manager closed meanwhile.
+func (m *Manager) register(e *entry) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errShuttingDown
+	}
+	m.sandboxes[e.id] = e
+	m.metrics.Created(e.tmpl.Name)
+	return nil
+}
+
+// finish destroys a sandbox's resources and gives back its place; it runs
+// once per sandbox, however it ended.
+func (m *Manager) finish(ctx context.Context, e *entry) error {
+	err := e.sb.Destroy(ctx)
+	e.releaseOnce.Do(func() {
+		e.release()
+		m.metrics.Destroyed(e.tmpl.Name)
+	})
+	return err
 }
 
 // watch marks a sandbox dead and frees its resources when it ends on its
@@ -137,7 +175,7 @@ func (m *Manager) watch(e *entry) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := e.sb.Destroy(ctx); err != nil {
+	if err := m.finish(ctx, e); err != nil {
 		m.log.Warn("cleaning up dead sandbox", "sandbox", e.id, "err", err)
 	}
 }

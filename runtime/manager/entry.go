@@ -34,6 +34,7 @@ type Info struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	Labels    map[string]string
+	ColdStart bool
 }
 
 // entry is the manager's record of one sandbox.
@@ -41,8 +42,14 @@ type entry struct {
 	id        string
 	tmpl      *policy.Template
 	labels    map[string]string
-	createdAt time.Time
+	createdAt time.Time // when the client got it (a pooled sandbox booted earlier)
 	sb        *sandbox.Sandbox
+	cold      bool // booted for the request, not taken from a pool
+
+	// release gives back the sandbox's place (pool or host slot); run once,
+	// through releaseOnce, when the sandbox is gone.
+	release     func()
+	releaseOnce sync.Once
 
 	lastUsed atomic.Int64 // unix nanoseconds of the last request
 	uploaded atomic.Int64 // bytes uploaded over the sandbox's life
@@ -82,6 +89,6 @@ func (e *entry) info() Info {
 	st, reason := e.status()
 	return Info{
 		ID: e.id, Template: e.tmpl.Name, State: st, Reason: reason,
-		CreatedAt: e.createdAt, ExpiresAt: e.expiresAt(), Labels: e.labels,
+		CreatedAt: e.createdAt, ExpiresAt: e.expiresAt(), Labels: e.labels, ColdStart: e.cold,
 	}
 }

@@ -65,5 +65,5 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 		return nil
 	}
 	m.log.Info("sandbox destroyed", "sandbox", id)
-	return e.sb.Destroy(context.WithoutCancel(ctx))
+	return m.finish(context.WithoutCancel(ctx), e)
 }

@@ -1,8 +1,9 @@
 // Package manager is sandboxd's domain service: it creates sandboxes from
-// policy templates, keeps the registry of live and dead sandboxes, runs
-// code and moves files through their agents, reaps expired sandboxes and
-// removes whatever a previous run of the daemon left behind. The gRPC layer
-// only translates to and from it.
+// policy templates (warm from pools or booted for the request), keeps the
+// registry of live and dead sandboxes, runs code and moves files through
+// their agents, reaps expired sandboxes, applies policy reloads and removes
+// whatever a previous run of the daemon left behind. The gRPC layer only
+// translates to and from it.
 package manager
 
 import (
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/policy"
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
+	"github.com/sandboxd/sandboxd/runtime/pool"
 	"github.com/sandboxd/sandboxd/runtime/runsc"
 )
 
@@ -33,35 +35,48 @@ type Config struct {
 	DefaultRootfs string
 	// AgentBinary is the host path of the agent binary.
 	AgentBinary string
-	// Policy is the policy in force.
+	// Policy is the policy in force at start.
 	Policy *policy.Policy
 	// Logger receives the manager's events.
 	Logger *slog.Logger
+	// Metrics receives the manager's measurements; nil records nothing.
+	Metrics Metrics
 }
 
 // Manager is safe for concurrent use.
 type Manager struct {
-	cfg    Config
-	policy atomic.Pointer[policy.Policy]
-	log    *slog.Logger
+	cfg     Config
+	policy  atomic.Pointer[policy.Policy]
+	log     *slog.Logger
+	metrics Metrics
+	slots   *hostSlots
 
 	mu        sync.Mutex
 	sandboxes map[string]*entry
-	booting   int // boots in progress, counted against the host limit
 	closed    bool
+
+	poolsMu sync.Mutex // serialises policy updates
+	pools   atomic.Pointer[poolSet]
 
 	stopReaper context.CancelFunc
 	reaperDone chan struct{}
 }
 
 // New removes what an earlier run left in the state directory and the runsc
-// root, then returns a Manager with its reaper running.
+// root, then returns a Manager with its pools filling and its reaper
+// running.
 func New(ctx context.Context, cfg Config) (*Manager, error) {
-	m := &Manager{cfg: cfg, log: cfg.Logger, sandboxes: map[string]*entry{}}
+	m := &Manager{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sandboxes: map[string]*entry{}}
+	if m.metrics == nil {
+		m.metrics = nopMetrics{}
+	}
+	m.slots = &hostSlots{max: cfg.Policy.Host.MaxSandboxes}
 	m.policy.Store(cfg.Policy)
+	m.pools.Store(&poolSet{})
 	if err := m.reconcile(ctx); err != nil {
 		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
 	}
+	m.applyPools(cfg.Policy)
 	rctx, cancel := context.WithCancel(context.Background())
 	m.stopReaper, m.reaperDone = cancel, make(chan struct{})
 	go m.reap(rctx)
@@ -72,6 +87,12 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 func (m *Manager) Policy() *policy.Policy { return m.policy.Load() }
 
 func (m *Manager) bundlesDir() string { return filepath.Join(m.cfg.StateDir, "bundles") }
+
+func (m *Manager) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
+}
 
 // lookup returns the entry of id, or a NotFound error.
 func (m *Manager) lookup(id string) (*entry, error) {
@@ -98,8 +119,8 @@ func (m *Manager) running(id string) (*entry, error) {
 	return e, nil
 }
 
-// Close destroys every sandbox and stops the reaper. New requests fail with
-// Unavailable from then on.
+// Close stops the pools and the reaper and destroys every sandbox. New
+// requests fail with Unavailable from then on.
 func (m *Manager) Close(ctx context.Context) {
 	m.mu.Lock()
 	m.closed = true
@@ -112,9 +133,10 @@ func (m *Manager) Close(ctx context.Context) {
 	m.stopReaper()
 	<-m.reaperDone
 	var wg sync.WaitGroup
+	wg.Go(m.closePools)
 	for _, e := range all {
 		wg.Go(func() {
-			if err := e.sb.Destroy(ctx); err != nil {
+			if err := m.finish(ctx, e); err != nil {
 				m.log.Warn("destroying sandbox at shutdown", "sandbox", e.id, "err", err)
 			}
 		})
@@ -135,3 +157,38 @@ func unmountNullNetNS(root string) {
 
 // now is the manager's clock.
 func now() time.Time { return time.Now() }
+
+// hostSlots counts every sandbox on the host (booting, idle in a pool, in
+// use) against policy host.max_sandboxes.
+type hostSlots struct {
+	mu   sync.Mutex
+	used int
+	max  int
+}
+
+// TryAcquire takes a slot; false when the host is full.
+func (h *hostSlots) TryAcquire() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.used >= h.max {
+		return false
+	}
+	h.used++
+	return true
+}
+
+// Release gives a slot back.
+func (h *hostSlots) Release() {
+	h.mu.Lock()
+	h.used--
+	h.mu.Unlock()
+}
+
+// setMax applies a new host limit; sandboxes over it are not touched.
+func (h *hostSlots) setMax(n int) {
+	h.mu.Lock()
+	h.max = n
+	h.mu.Unlock()
+}
+
+var _ pool.Slots = (*hostSlots)(nil)

@@ -55,7 +55,7 @@ func (m *Manager) reapOnce(ctx context.Context) {
 			continue
 		}
 		m.log.Info("sandbox expired", "sandbox", e.id, "reason", reasons[i])
-		if err := e.sb.Destroy(ctx); err != nil {
+		if err := m.finish(ctx, e); err != nil {
 			m.log.Warn("destroying expired sandbox", "sandbox", e.id, "err", err)
 		}
 	}

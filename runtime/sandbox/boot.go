@@ -76,7 +76,13 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 	if _, err := s.agent.Ping(ctx, &agentv1.PingRequest{StartPython: cfg.StartPython}); err != nil {
 		return nil, fmt.Errorf("waiting for the sandbox agent: %w: %s", err, stderr.text())
 	}
-	s.log.Debug("sandbox booted", "create", t1.Sub(t0), "start", t2.Sub(t1), "agent_ready", time.Since(t2))
+	t3 := time.Now()
+	if cfg.Warmup != "" {
+		if err := s.warmup(ctx, cfg.Warmup); err != nil {
+			return nil, err
+		}
+	}
+	s.log.Debug("sandbox booted", "create", t1.Sub(t0), "start", t2.Sub(t1), "agent_ready", t3.Sub(t2), "warmup", time.Since(t3))
 	return s, nil
 }
 

@@ -32,6 +32,9 @@ type Config struct {
 	// StartPython starts the Python worker during boot, so the first Python
 	// Exec does not pay for it.
 	StartPython bool
+	// Warmup is Python code run once after boot (the template's warm
+	// imports); the boot fails unless it succeeds. Empty: none.
+	Warmup string
 	// Logger receives the sandbox's events and its agent's stderr.
 	Logger *slog.Logger
 }

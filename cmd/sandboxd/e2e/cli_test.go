@@ -14,6 +14,13 @@ import (
 // exit status.
 func (d *daemon) ctl(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
+	bins.ctlOnce.Do(func() {
+		bins.ctl = filepath.Join(bins.dir, "sandboxctl")
+		bins.ctlErr = goBuild(bins.ctl, "../../sandboxctl")
+	})
+	if bins.ctlErr != nil {
+		t.Fatal(bins.ctlErr)
+	}
 	cmd := exec.Command(bins.ctl, append([]string{"--socket", d.socket}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer

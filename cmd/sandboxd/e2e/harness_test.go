@@ -23,11 +23,14 @@ import (
 
 // bins are the binaries under test, built once per test run.
 var bins struct {
-	once                     sync.Once
-	err                      error
-	dir                      string
-	sandboxd, agent, sandbox string
-	ctl                      string
+	once            sync.Once
+	err             error
+	dir             string
+	sandboxd, agent string
+
+	ctlOnce sync.Once
+	ctlErr  error
+	ctl     string // sandboxctl, built on first use
 }
 
 // requireE2E skips the test unless the end-to-end prerequisites are there
@@ -70,25 +73,24 @@ func buildBinaries() {
 	bins.dir = dir
 	bins.sandboxd = filepath.Join(dir, "sandboxd")
 	bins.agent = filepath.Join(dir, "sandbox-agent")
-	bins.ctl = filepath.Join(dir, "sandboxctl")
-	builds := []struct {
-		out, pkg string
-		env      []string
-		flags    []string
-	}{
-		{bins.sandboxd, "../", nil, []string{"-race"}},
-		{bins.agent, "../../sandbox-agent", []string{"CGO_ENABLED=0"}, nil},
-		{bins.ctl, "../../sandboxctl", nil, nil},
+	if bins.err = goBuild(bins.sandboxd, "../", "-race"); bins.err != nil {
+		return
 	}
-	for _, b := range builds {
-		args := append([]string{"build", "-o", b.out}, b.flags...)
-		cmd := exec.Command("go", append(args, b.pkg)...)
-		cmd.Env = append(os.Environ(), b.env...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			bins.err = fmt.Errorf("building %s: %v\n%s", b.pkg, err, out)
-			return
-		}
+	bins.err = goBuild(bins.agent, "../../sandbox-agent")
+}
+
+// goBuild builds pkg into out; binaries without -race are static.
+func goBuild(out, pkg string, flags ...string) error {
+	args := append([]string{"build", "-o", out}, flags...)
+	cmd := exec.Command("go", append(args, pkg)...)
+	cmd.Env = os.Environ()
+	if len(flags) == 0 {
+		cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
 	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+	}
+	return nil
 }
 
 // daemon is a running sandboxd under test.
@@ -298,14 +300,22 @@ func wantOK(t testing.TB, r execResult) {
 	}
 }
 
-// strayProcesses lists processes whose command line names runsc root.
-func strayProcesses(root string) []string {
+// strayProcesses lists processes whose command line names runsc root and
+// contains every one of words (e.g. a sandbox ID).
+func strayProcesses(root string, words ...string) []string {
 	flag := []byte("--root=" + root + "\x00")
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	var found []string
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, flag) {
+		if err != nil || !bytes.Contains(b, flag) {
+			continue
+		}
+		all := true
+		for _, w := range words {
+			all = all && bytes.Contains(b, []byte(w))
+		}
+		if all {
 			found = append(found, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(b), "\x00", " "))
 		}
 	}

@@ -96,7 +96,7 @@ func TestDestroyedSandboxIsGone(t *testing.T) {
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("Exec after destroy: %v, want NotFound", err)
 	}
-	if got := strayProcesses(d.runscRoot()); len(got) != 0 {
+	if got := strayProcesses(d.runscRoot(), sb.SandboxId); len(got) != 0 {
 		t.Fatalf("runsc processes left after destroy: %v", got)
 	}
 }
@@ -168,22 +168,27 @@ func TestSandboxedCodeHasNoPrivilegeOrHostState(t *testing.T) {
 // again on the same state directory.
 func TestRestartAfterSIGKILLLeavesNoStrays(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
-	d.create(t)
-	d.create(t)
-	if len(strayProcesses(d.runscRoot())) == 0 {
-		t.Fatal("no runsc processes found for the running sandboxes: the check is blind")
+	created := []string{d.create(t), d.create(t)}
+	for _, id := range created {
+		if len(strayProcesses(d.runscRoot(), id)) == 0 {
+			t.Fatalf("no runsc processes found for sandbox %s: the check is blind", id)
+		}
 	}
 	d.kill()
-	if len(strayProcesses(d.runscRoot())) == 0 {
-		t.Fatal("sandboxes died with the daemon; this test needs them to outlive it")
+	// Every sandbox of the dead daemon: the two created and the pool's.
+	old := runscList(t, d.runscRoot())
+	if len(old) < len(created) || len(strayProcesses(d.runscRoot(), created[0])) == 0 {
+		t.Fatalf("sandboxes %v died with the daemon; this test needs them to outlive it", old)
 	}
 	d2 := startDaemon(t, daemonOpts{stateDir: d.stateDir})
-	if got := strayProcesses(d2.runscRoot()); len(got) != 0 {
-		t.Fatalf("runsc processes left after restart: %v", got)
-	}
-	out, err := exec.Command(os.Getenv("SANDBOXD_RUNSC"), "--root="+d2.runscRoot(), "list", "-quiet").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "" {
-		t.Fatalf("runsc list after restart: %q %v", out, err)
+	now := strings.Join(runscList(t, d2.runscRoot()), " ")
+	for _, id := range old {
+		if got := strayProcesses(d2.runscRoot(), id); len(got) != 0 {
+			t.Fatalf("runsc processes left after restart: %v", got)
+		}
+		if strings.Contains(now, id) {
+			t.Fatalf("runsc still lists %s after restart", id)
+		}
 	}
 	list, err := d2.client.ListSandboxes(context.Background(), &sandboxv1.ListSandboxesRequest{})
 	if err != nil || len(list.Sandboxes) != 0 {
@@ -209,4 +214,14 @@ func TestShutdownDestroysSandboxes(t *testing.T) {
 	if strings.Contains(string(mounts), d.stateDir) {
 		t.Fatalf("mounts left under the state directory after SIGTERM:\n%s", mounts)
 	}
+}
+
+// runscList returns the IDs runsc knows in root.
+func runscList(t *testing.T, root string) []string {
+	t.Helper()
+	out, err := exec.Command(os.Getenv("SANDBOXD_RUNSC"), "--root="+root, "list", "-quiet").CombinedOutput()
+	if err != nil {
+		t.Fatalf("runsc list: %v: %s", err, out)
+	}
+	return strings.Fields(string(out))
 }

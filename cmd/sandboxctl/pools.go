@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
+)
+
+// poolsCommand is "sandboxctl pools".
+func poolsCommand() *command {
+	cmd := newCommand("pools", "", "show the warm pools", `
+Pools prints one row per warm pool of the policy in force: TEMPLATE, IDLE
+(ready to hand out), IN USE, BOOTING, TARGET (idle kept ready), MAX (total
+for the template), HITS and MISSES (CreateSandbox calls served from the pool
+or booted for the request), FAILURES (failed boots, idle sandboxes that died)
+and LAST ERROR; with --json, a JSON array of pools.`, 0, 0)
+	asJSON := cmd.flags.Bool("json", false, "print a JSON array of pools")
+
+	cmd.run = func(ctx context.Context, c *cli, _ []string) error {
+		client, err := c.client()
+		if err != nil {
+			return err
+		}
+		resp, err := client.ListPools(ctx, &sandboxv1.ListPoolsRequest{})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			msgs := make([]proto.Message, len(resp.GetPools()))
+			for i, p := range resp.GetPools() {
+				msgs[i] = p
+			}
+			return writeJSON(c.stdout, true, msgs...)
+		}
+		tw := newTable(c.stdout)
+		fmt.Fprintln(tw, "TEMPLATE\tIDLE\tIN USE\tBOOTING\tTARGET\tMAX\tHITS\tMISSES\tFAILURES\tLAST ERROR")
+		for _, p := range resp.GetPools() {
+			lastErr := p.GetLastError()
+			if lastErr == "" {
+				lastErr = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", p.GetTemplate(), p.GetIdle(), p.GetInUse(),
+				p.GetBooting(), p.GetTargetIdle(), p.GetMaxTotal(), p.GetHits(), p.GetMisses(), p.GetFailures(), lineBreaks.Replace(lastErr))
+		}
+		return tw.Flush()
+	}
+	return cmd
+}

@@ -1,0 +1,30 @@
+package manager
+
+import "time"
+
+// Metrics receives the manager's measurements (see runtime/metrics for the
+// Prometheus implementation).
+type Metrics interface {
+	// Acquired: a CreateSandbox got a sandbox, from a pool (cold false) or
+	// booted for it, after d.
+	Acquired(cold bool, d time.Duration)
+	// AcquireFailed: a CreateSandbox got no sandbox.
+	AcquireFailed()
+	// Booted: a sandbox of template booted in d (pool refill or cold).
+	Booted(template string, d time.Duration)
+	// BootFailed: a boot of template failed.
+	BootFailed(template string)
+	// Created and Destroyed: a sandbox was handed to a client, and ended.
+	Created(template string)
+	Destroyed(template string)
+}
+
+// nopMetrics records nothing: the Metrics of a Manager configured without.
+type nopMetrics struct{}
+
+func (nopMetrics) Acquired(bool, time.Duration) {}
+func (nopMetrics) AcquireFailed()               {}
+func (nopMetrics) Booted(string, time.Duration) {}
+func (nopMetrics) BootFailed(string)            {}
+func (nopMetrics) Created(string)               {}
+func (nopMetrics) Destroyed(string)             {}

@@ -1,0 +1,81 @@
+// Package metrics exports sandboxd's measurements to Prometheus: pool
+// sizes, CreateSandbox latency by hit or miss, boot durations, and sandbox
+// creations, destructions and failures.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sandboxd/sandboxd/runtime/pool"
+)
+
+// latencyBuckets span a warm hit (~1 ms) to a slow cold boot with imports
+// (~10 s), in seconds.
+var latencyBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30}
+
+// Metrics implements the manager's Metrics with Prometheus collectors.
+type Metrics struct {
+	acquire   *prometheus.HistogramVec
+	acquireKO prometheus.Counter
+	boot      *prometheus.HistogramVec
+	bootKO    *prometheus.CounterVec
+	created   *prometheus.CounterVec
+	destroyed *prometheus.CounterVec
+}
+
+// New registers the collectors on reg. pools is called at each scrape for
+// the pool gauges.
+func New(reg prometheus.Registerer, pools func() []pool.Status) *Metrics {
+	m := &Metrics{
+		acquire: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sandboxd_acquire_seconds", Help: "CreateSandbox latency until the sandbox is ready, by result (hit: from a pool; miss: booted for the request).",
+			Buckets: latencyBuckets,
+		}, []string{"result"}),
+		acquireKO: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandboxd_acquire_failures_total", Help: "CreateSandbox calls that got no sandbox (limits, boot failures).",
+		}),
+		boot: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sandboxd_boot_seconds", Help: "Cold boot duration (runsc create/start, agent, Python worker, warm imports), by template.",
+			Buckets: latencyBuckets,
+		}, []string{"template"}),
+		bootKO: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_boot_failures_total", Help: "Failed sandbox boots, by template.",
+		}, []string{"template"}),
+		created: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_sandboxes_created_total", Help: "Sandboxes handed to clients, by template.",
+		}, []string{"template"}),
+		destroyed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_sandboxes_destroyed_total", Help: "Client sandboxes that ended (destroyed, expired or died), by template.",
+		}, []string{"template"}),
+	}
+	reg.MustRegister(m.acquire, m.acquireKO, m.boot, m.bootKO, m.created, m.destroyed, poolCollector{pools})
+	return m
+}
+
+// Acquired records a CreateSandbox that got a sandbox.
+func (m *Metrics) Acquired(cold bool, d time.Duration) {
+	result := "hit"
+	if cold {
+		result = "miss"
+	}
+	m.acquire.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// AcquireFailed records a CreateSandbox that got none.
+func (m *Metrics) AcquireFailed() { m.acquireKO.Inc() }
+
+// Booted records a successful boot.
+func (m *Metrics) Booted(template string, d time.Duration) {
+	m.boot.WithLabelValues(template).Observe(d.Seconds())
+}
+
+// BootFailed records a failed boot.
+func (m *Metrics) BootFailed(template string) { m.bootKO.WithLabelValues(template).Inc() }
+
+// Created records a sandbox handed to a client.
+func (m *Metrics) Created(template string) { m.created.WithLabelValues(template).Inc() }
+
+// Destroyed records a client sandbox that ended.
+func (m *Metrics) Destroyed(template string) { m.destroyed.WithLabelValues(template).Inc() }
