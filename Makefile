@@ -15,7 +15,7 @@ LDFLAGS := -X main.defaultRunsc=$(RUNSC_PATH) -X main.defaultRootfs=$(ROOTFS_PAT
 # Extra flags for `make run`, e.g. make run ARGS='--policy policy/examples/grader.yaml'.
 ARGS ?=
 
-.PHONY: help build runsc rootfs proto proto-check lint unit test run clean
+.PHONY: help build runsc rootfs proto proto-check lint unit test bench run clean
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ unit: ## Unit tests only (no root, no runsc).
 test: runsc rootfs lint proto-check ## Everything: lint, generated code, unit and end-to-end tests (root).
 	SANDBOXD_E2E=1 SANDBOXD_RUNSC=$(RUNSC_PATH) SANDBOXD_ROOTFS=$(ROOTFS_PATH) \
 		go test -race -count=1 -timeout 30m ./...
+
+bench: runsc rootfs ## Go benchmarks: create->first Exec (pool hit, cold) and Exec round trip, p50/p95/p99 (root).
+	SANDBOXD_E2E=1 SANDBOXD_RUNSC=$(RUNSC_PATH) SANDBOXD_ROOTFS=$(ROOTFS_PATH) \
+		go test -run '^$$' -bench . -benchtime 50x ./cmd/sandboxd/e2e/ ./runtime/... ./cmd/sandbox-agent/
 
 run: runsc rootfs build ## Run the daemon with the embedded default policy (root).
 	bin/sandboxd $(ARGS)

@@ -64,6 +64,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 	if err != nil {
 		return m.execFailed(ctx, actx, e, start, err, send)
 	}
+	budget := e.tmpl.Limits.Output // stdout+stderr bytes the client may still get
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -74,8 +75,19 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 		}
 		switch ev.GetEvent().(type) {
 		case *sandboxv1.ExecEvent_Stdout, *sandboxv1.ExecEvent_Stderr:
-			if err := send(ev); err != nil {
-				return err
+			if ev, budget = clipOutput(ev, budget); ev != nil {
+				if err := send(ev); err != nil {
+					return err
+				}
+			}
+			if budget < 0 {
+				// Cancelling the agent's stream stops the code (bash is
+				// killed, a Python cell interrupted).
+				cancel()
+				return send(&sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Result{Result: &sandboxv1.ExecResult{
+					ExitCode: -1, Status: sandboxv1.ExecStatus_EXEC_STATUS_OUTPUT_TRUNCATED, Duration: durationpb.New(now().Sub(start)),
+					Message: fmt.Sprintf("output exceeded %d bytes (policy limits.output): the rest was dropped and the code stopped", e.tmpl.Limits.Output),
+				}}})
 			}
 		case *sandboxv1.ExecEvent_Result:
 			return send(&sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Result{Result: sanitize(ev.GetResult())}})
@@ -216,4 +228,29 @@ func isClosed(c <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// clipOutput charges an output event against budget. It returns the event,
+// cut to what is left of the budget (nil if nothing is), and the remaining
+// budget, negative once the output went over.
+func clipOutput(ev *sandboxv1.ExecEvent, budget int64) (*sandboxv1.ExecEvent, int64) {
+	var data []byte
+	var wrap func([]byte) *sandboxv1.ExecEvent
+	switch e := ev.GetEvent().(type) {
+	case *sandboxv1.ExecEvent_Stdout:
+		data, wrap = e.Stdout, func(b []byte) *sandboxv1.ExecEvent {
+			return &sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Stdout{Stdout: b}}
+		}
+	case *sandboxv1.ExecEvent_Stderr:
+		data, wrap = e.Stderr, func(b []byte) *sandboxv1.ExecEvent {
+			return &sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Stderr{Stderr: b}}
+		}
+	}
+	if int64(len(data)) <= budget {
+		return ev, budget - int64(len(data))
+	}
+	if budget <= 0 {
+		return nil, -1
+	}
+	return wrap(data[:budget]), -1
 }

@@ -146,6 +146,11 @@ const (
 	ExecStatus_EXEC_STATUS_KILLED ExecStatus = 4
 	// The sandbox itself died during the Exec.
 	ExecStatus_EXEC_STATUS_SANDBOX_DIED ExecStatus = 5
+	// The sandbox went over its memory limit and the host killed it.
+	ExecStatus_EXEC_STATUS_OOM_KILLED ExecStatus = 6
+	// The code printed more than the template's output limit: the stream
+	// was cut there and the code stopped.
+	ExecStatus_EXEC_STATUS_OUTPUT_TRUNCATED ExecStatus = 7
 )
 
 // Enum value maps for ExecStatus.
@@ -157,14 +162,18 @@ var (
 		3: "EXEC_STATUS_TIMEOUT",
 		4: "EXEC_STATUS_KILLED",
 		5: "EXEC_STATUS_SANDBOX_DIED",
+		6: "EXEC_STATUS_OOM_KILLED",
+		7: "EXEC_STATUS_OUTPUT_TRUNCATED",
 	}
 	ExecStatus_value = map[string]int32{
-		"EXEC_STATUS_UNSPECIFIED":  0,
-		"EXEC_STATUS_OK":           1,
-		"EXEC_STATUS_ERROR":        2,
-		"EXEC_STATUS_TIMEOUT":      3,
-		"EXEC_STATUS_KILLED":       4,
-		"EXEC_STATUS_SANDBOX_DIED": 5,
+		"EXEC_STATUS_UNSPECIFIED":      0,
+		"EXEC_STATUS_OK":               1,
+		"EXEC_STATUS_ERROR":            2,
+		"EXEC_STATUS_TIMEOUT":          3,
+		"EXEC_STATUS_KILLED":           4,
+		"EXEC_STATUS_SANDBOX_DIED":     5,
+		"EXEC_STATUS_OOM_KILLED":       6,
+		"EXEC_STATUS_OUTPUT_TRUNCATED": 7,
 	}
 )
 
@@ -1614,7 +1623,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\bLanguage\x12\x18\n" +
 	"\x14LANGUAGE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fLANGUAGE_PYTHON\x10\x01\x12\x11\n" +
-	"\rLANGUAGE_BASH\x10\x02*\xa3\x01\n" +
+	"\rLANGUAGE_BASH\x10\x02*\xe1\x01\n" +
 	"\n" +
 	"ExecStatus\x12\x1b\n" +
 	"\x17EXEC_STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -1622,7 +1631,9 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x11EXEC_STATUS_ERROR\x10\x02\x12\x17\n" +
 	"\x13EXEC_STATUS_TIMEOUT\x10\x03\x12\x16\n" +
 	"\x12EXEC_STATUS_KILLED\x10\x04\x12\x1c\n" +
-	"\x18EXEC_STATUS_SANDBOX_DIED\x10\x052\xd9\x04\n" +
+	"\x18EXEC_STATUS_SANDBOX_DIED\x10\x05\x12\x1a\n" +
+	"\x16EXEC_STATUS_OOM_KILLED\x10\x06\x12 \n" +
+	"\x1cEXEC_STATUS_OUTPUT_TRUNCATED\x10\a2\xd9\x04\n" +
 	"\x0eSandboxService\x12F\n" +
 	"\rCreateSandbox\x12 .sandbox.v1.CreateSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12@\n" +
 	"\n" +
