@@ -22,7 +22,7 @@ help: ## List the targets.
 
 build: ## Build bin/sandboxd, bin/sandboxctl and bin/sandbox-agent.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/sandboxd ./cmd/sandboxd
-	CGO_ENABLED=0 go build -trimpath -o bin/sandboxctl ./cmd/sandboxctl
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/sandboxctl ./cmd/sandboxctl
 	CGO_ENABLED=0 go build -trimpath -o bin/sandbox-agent ./cmd/sandbox-agent
 
 runsc: ## Build runsc from the gvisor.dev/gvisor version pinned in go.mod (cached).

@@ -52,6 +52,8 @@ func commands() []*command {
 		destroyCommand(),
 		getCommand(),
 		listCommand(),
+		poolsCommand(),
+		benchCommand(),
 	}
 }
 
