@@ -164,8 +164,8 @@ func TestSandboxedCodeHasNoPrivilegeOrHostState(t *testing.T) {
 }
 
 // TestRestartAfterSIGKILLLeavesNoStrays guarantees that a daemon killed with
-// SIGKILL (so its sandboxes outlive it) cleans them all up when it starts
-// again on the same state directory.
+// SIGKILL leaves nothing behind once it starts again on the same state
+// directory: no runsc state, no runsc process of the old sandboxes.
 func TestRestartAfterSIGKILLLeavesNoStrays(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
 	created := []string{d.create(t), d.create(t)}
@@ -175,10 +175,12 @@ func TestRestartAfterSIGKILLLeavesNoStrays(t *testing.T) {
 		}
 	}
 	d.kill()
-	// Every sandbox of the dead daemon: the two created and the pool's.
+	// Every sandbox of the dead daemon (the two created and the pool's) is
+	// still in runsc's state; their agents exit when the daemon's pipes
+	// close, but runsc processes may linger.
 	old := runscList(t, d.runscRoot())
-	if len(old) < len(created) || len(strayProcesses(d.runscRoot(), created[0])) == 0 {
-		t.Fatalf("sandboxes %v died with the daemon; this test needs them to outlive it", old)
+	if len(old) < len(created) {
+		t.Fatalf("runsc state lists %v after the kill, want at least %v: the check is blind", old, created)
 	}
 	d2 := startDaemon(t, daemonOpts{stateDir: d.stateDir})
 	now := strings.Join(runscList(t, d2.runscRoot()), " ")

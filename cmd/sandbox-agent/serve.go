@@ -1,0 +1,107 @@
+package main
+
+// This file is the serve half of the agent: the gRPC server on the process's
+// stdin/stdout, which lives exactly as long as the daemon's connection.
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"google.golang.org/grpc"
+
+	agentv1 "github.com/sandboxd/sandboxd/proto/agent/v1"
+	"github.com/sandboxd/sandboxd/runtime/stdioconn"
+)
+
+// maxMessage bounds every gRPC message both ways. Output and file chunks are
+// at most 256 KiB and code and stdin at most 1 MiB each, so 4 MiB leaves room
+// for framing while keeping a hostile peer from making us buffer more.
+const maxMessage = 4 << 20
+
+// flowWindow is the HTTP/2 flow-control window per stream and connection,
+// as the daemon sets it: uploads run at full speed over the pipe, and a
+// stream holds at most this much unread.
+const flowWindow = 1 << 20
+
+// workspaceEnv names an environment variable that moves the workspace away
+// from /workspace. Only the tests set it (the host has no /workspace); the
+// daemon never does.
+const workspaceEnv = "SANDBOXD_AGENT_WORKSPACE"
+
+// defaultWorkspace is where relative paths and bash Execs start.
+const defaultWorkspace = "/workspace"
+
+// runServe serves the daemon on stdin/stdout until the connection closes or
+// a SIGTERM/SIGINT arrives, then stops the Python worker and returns 0.
+func runServe() int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	workspace := os.Getenv(workspaceEnv)
+	if workspace == "" {
+		workspace = defaultWorkspace
+	}
+	in, err := pipeFile(0, "stdin")
+	if err != nil {
+		log.Error("opening stdin", "err", err)
+		return 1
+	}
+	out, err := pipeFile(1, "stdout")
+	if err != nil {
+		log.Error("opening stdout", "err", err)
+		return 1
+	}
+	// A write to the daemon's closed pipe must be an EPIPE error, not death
+	// by SIGPIPE (Go's default for fds 1 and 2). Notify, unlike Ignore, is
+	// not inherited by the bash and Python children.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	conn := &closeNotifyConn{Conn: stdioconn.New(in, out), closed: make(chan struct{})}
+
+	agent := newServer(workspace, log)
+	srv := grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxMessage), grpc.MaxSendMsgSize(maxMessage),
+		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow))
+	agentv1.RegisterAgentServiceServer(srv, agent)
+	go func() {
+		if err := srv.Serve(stdioconn.NewListener(conn)); err != nil {
+			log.Error("serving", "err", err)
+		}
+	}()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	select {
+	case <-conn.closed:
+	case <-ctx.Done():
+		log.Info("stopping on signal")
+	}
+	srv.Stop()
+	agent.python.shutdown()
+	return 0
+}
+
+// pipeFile wraps an inherited pipe fd as a non-blocking *os.File, so Go's
+// poller serves it (no thread blocked per read, and deadlines work).
+func pipeFile(fd int, name string) (*os.File, error) {
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// closeNotifyConn closes its channel when gRPC closes the connection, which
+// it does when the daemon's end of the pipes goes away.
+type closeNotifyConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+// Close closes the connection and signals it.
+func (c *closeNotifyConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}

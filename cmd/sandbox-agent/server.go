@@ -1,0 +1,156 @@
+package main
+
+// This file is the AgentService implementation: Ping, and Exec's request
+// validation and dispatch to bash (bash.go) or Python (python.go). Files are
+// in files.go.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	agentv1 "github.com/sandboxd/sandboxd/proto/agent/v1"
+	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
+)
+
+// maxCode and maxStdin are the public API's limits on an Exec's code and
+// stdin (sandbox.proto); the daemon checks them too, the agent does not trust
+// that it did.
+const (
+	maxCode  = 1 << 20
+	maxStdin = 1 << 20
+)
+
+// server implements agentv1.AgentServiceServer.
+type server struct {
+	agentv1.UnimplementedAgentServiceServer
+	workspace string
+	python    *python
+}
+
+func newServer(workspace string, log *slog.Logger) *server {
+	return &server{workspace: workspace, python: newPython(log)}
+}
+
+// execJob is a validated Exec request.
+type execJob struct {
+	code  string
+	stdin []byte
+	env   map[string]string
+	// dir is absolute, or empty for the language's default.
+	dir string
+	// start is when the request arrived; timeout and duration count from it.
+	start time.Time
+	// deadline is zero when the request set no timeout.
+	deadline time.Time
+}
+
+// Ping answers with the agent's pid, after starting the Python worker if
+// asked to.
+func (s *server) Ping(ctx context.Context, req *agentv1.PingRequest) (*agentv1.PingResponse, error) {
+	if req.GetStartPython() {
+		if _, err := s.python.ensure(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return &agentv1.PingResponse{Pid: int32(os.Getpid())}, nil
+}
+
+// Exec runs bash or Python code, streaming its output, and ends the stream
+// with one result event.
+func (s *server) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreamingServer[sandboxv1.ExecEvent]) error {
+	job, err := s.parseExec(req)
+	if err != nil {
+		return err
+	}
+	out := newOutput(stream)
+	var res *sandboxv1.ExecResult
+	switch req.GetLanguage() {
+	case sandboxv1.Language_LANGUAGE_BASH:
+		res, err = runBash(stream.Context(), job, out)
+	default:
+		res, err = s.python.exec(stream.Context(), job, out)
+	}
+	out.close()
+	if err != nil {
+		return err
+	}
+	res.Duration = durationpb.New(time.Since(job.start))
+	return stream.Send(&sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Result{Result: res}})
+}
+
+// parseExec checks an ExecRequest and resolves its working directory.
+func (s *server) parseExec(req *sandboxv1.ExecRequest) (*execJob, error) {
+	job := &execJob{code: req.GetCode(), stdin: req.GetStdin(), env: req.GetEnv(), start: time.Now()}
+	switch req.GetLanguage() {
+	case sandboxv1.Language_LANGUAGE_BASH, sandboxv1.Language_LANGUAGE_PYTHON:
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "language %v is not supported", req.GetLanguage())
+	}
+	if len(job.code) > maxCode {
+		return nil, status.Errorf(codes.InvalidArgument, "code is %d bytes, more than %d", len(job.code), maxCode)
+	}
+	if len(job.stdin) > maxStdin {
+		return nil, status.Errorf(codes.InvalidArgument, "stdin is %d bytes, more than %d", len(job.stdin), maxStdin)
+	}
+	for k, v := range job.env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return nil, status.Errorf(codes.InvalidArgument, "env %q: names must be non-empty without '=' or NUL, values without NUL", k)
+		}
+	}
+	if t := req.GetTimeout(); t != nil {
+		if err := t.CheckValid(); err != nil || t.AsDuration() <= 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "timeout %v must be a positive duration", t.AsDuration())
+		}
+		job.deadline = job.start.Add(t.AsDuration())
+	}
+	if req.GetWorkdir() != "" {
+		dir, err := s.workdir(req.GetWorkdir())
+		if err != nil {
+			return nil, err
+		}
+		job.dir = dir
+	}
+	if job.dir == "" && req.GetLanguage() == sandboxv1.Language_LANGUAGE_BASH {
+		job.dir = s.workspace
+	}
+	return job, nil
+}
+
+// timer returns a channel that receives at the job's deadline (nil, which
+// never receives, when it has none) and a function to release the timer.
+func (j *execJob) timer() (<-chan time.Time, func()) {
+	if j.deadline.IsZero() {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(j.deadline))
+	return t.C, func() { t.Stop() }
+}
+
+// workdir resolves an Exec's working directory: relative paths are under the
+// workspace and may not climb out of it, and the directory must exist.
+func (s *server) workdir(dir string) (string, error) {
+	if !filepath.IsAbs(dir) {
+		if !filepath.IsLocal(dir) {
+			return "", status.Errorf(codes.InvalidArgument, "workdir %q is outside the workspace", dir)
+		}
+		dir = filepath.Join(s.workspace, dir)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", fileError(fmt.Sprintf("workdir %s", dir), err)
+	}
+	if !fi.IsDir() {
+		return "", status.Errorf(codes.InvalidArgument, "workdir %s is not a directory", dir)
+	}
+	return dir, nil
+}

@@ -1,0 +1,215 @@
+package main
+
+// This file is one Python worker process: starting it, talking to its
+// kernel and killing it. The wire protocol is described in kernel.py; cells
+// run in cell.go.
+
+import (
+	"context"
+	_ "embed"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+//go:embed kernel.py
+var kernelSource string
+
+// pythonCommand is the interpreter, looked up on the agent's PATH.
+const pythonCommand = "python3"
+
+// kernelBootstrap is the worker's -c: it runs the kernel's source, which
+// the agent writes to a pipe on fd 4. Passing the source itself with -c
+// would make it the worker's command line in every ps listing.
+const kernelBootstrap = `exec(compile(open(4, "rb").read(), "<sandboxd-kernel>", "exec"))`
+
+// workerStartTimeout bounds the interpreter's start-up. Python starts in well
+// under a second even in gVisor; a worker that is not ready after this is
+// broken, and failing beats a hung Ping or Exec.
+const workerStartTimeout = 30 * time.Second
+
+// interruptGrace is how long a cell may take to unwind after SIGINT before
+// the worker is killed: plenty for a KeyboardInterrupt to propagate through
+// Python code, short enough that an ignored interrupt costs little.
+const interruptGrace = 500 * time.Millisecond
+
+// maxResultFrame bounds a frame from the kernel: a result carries at most a
+// 64 KiB value and a class name, so anything much larger is a broken kernel.
+const maxResultFrame = 1 << 20
+
+// worker is one running interpreter.
+type worker struct {
+	cmd      *exec.Cmd
+	conn     *net.UnixConn
+	exited   chan struct{} // closed once the process is reaped (cmd.ProcessState is set)
+	reported atomic.Bool   // an Exec's result said that this worker died
+}
+
+// kernelRequest asks the kernel to run one cell.
+type kernelRequest struct {
+	Code    string            `json:"code"`
+	Env     map[string]string `json:"env"`
+	Workdir string            `json:"workdir"`
+}
+
+// kernelResult is the kernel's answer for one cell; the start-up frame only
+// sets Ready.
+type kernelResult struct {
+	Ready     bool   `json:"ready"`
+	ExitCode  int32  `json:"exit_code"`
+	Value     string `json:"value"`
+	ErrorName string `json:"error_name"`
+}
+
+// startWorker starts an interpreter and waits until its kernel is ready.
+func startWorker(ctx context.Context) (*worker, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("creating the worker socket: %w", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "worker-socket")
+	theirs := os.NewFile(uintptr(fds[1]), "kernel-socket")
+	defer theirs.Close()
+	fc, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		return nil, fmt.Errorf("wrapping the worker socket: %w", err)
+	}
+	var pipes pipeSet
+	defer pipes.closeAll()
+	srcR, srcW, err := pipes.pipe()
+	if err != nil {
+		fc.Close()
+		return nil, err
+	}
+	go feed(srcW, []byte(kernelSource))
+	cmd := exec.Command(pythonCommand, "-c", kernelBootstrap)
+	cmd.ExtraFiles = []*os.File{theirs, srcR} // fds 3 and 4
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		fc.Close()
+		return nil, fmt.Errorf("starting %s: %w", pythonCommand, err)
+	}
+	srcR.Close()
+	w := &worker{cmd: cmd, conn: fc.(*net.UnixConn), exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait() // the exit status is in cmd.ProcessState
+		close(w.exited)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, workerStartTimeout)
+	defer cancel()
+	select {
+	case r := <-w.readResult():
+		if r.err == nil && r.res.Ready {
+			return w, nil
+		}
+		w.kill()
+		return nil, fmt.Errorf("starting the Python kernel: %s", w.death())
+	case <-ctx.Done():
+		w.kill()
+		return nil, fmt.Errorf("starting the Python kernel: %w", ctx.Err())
+	}
+}
+
+// dead reports whether the worker has exited.
+func (w *worker) dead() bool {
+	select {
+	case <-w.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill kills the worker's process group, waits until the worker is reaped
+// and closes the socket, which also ends a pending readResult.
+func (w *worker) kill() {
+	_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+	<-w.exited
+	w.conn.Close()
+}
+
+// death describes how the worker ended; call it once it has exited.
+func (w *worker) death() string {
+	<-w.exited
+	ws := w.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return fmt.Sprintf("the Python interpreter was killed by signal %d (%v)", ws.Signal(), ws.Signal())
+	}
+	return fmt.Sprintf("the Python interpreter exited with code %d", ws.ExitStatus())
+}
+
+// exitCode is the worker's exit code, or -1 if a signal killed it.
+func (w *worker) exitCode() int32 {
+	<-w.exited
+	ws := w.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return -1
+	}
+	return int32(ws.ExitStatus())
+}
+
+type readOutcome struct {
+	res kernelResult
+	err error
+}
+
+// readResult reads one frame from the kernel in the background.
+func (w *worker) readResult() <-chan readOutcome {
+	c := make(chan readOutcome, 1)
+	go func() {
+		var o readOutcome
+		o.res, o.err = w.readFrame()
+		c <- o
+	}()
+	return c
+}
+
+func (w *worker) readFrame() (kernelResult, error) {
+	var res kernelResult
+	var head [4]byte
+	if _, err := io.ReadFull(w.conn, head[:]); err != nil {
+		return res, fmt.Errorf("reading from the kernel: %w", err)
+	}
+	n := binary.BigEndian.Uint32(head[:])
+	if n > maxResultFrame {
+		return res, fmt.Errorf("kernel frame of %d bytes, more than %d", n, maxResultFrame)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(w.conn, body); err != nil {
+		return res, fmt.Errorf("reading from the kernel: %w", err)
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		return res, fmt.Errorf("decoding the kernel's frame: %w", err)
+	}
+	return res, nil
+}
+
+// send sends a cell to the kernel with the child ends of its three pipes.
+func (w *worker) send(req kernelRequest, stdin, stdout, stderr *os.File) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encoding the cell: %w", err)
+	}
+	var head [4]byte
+	binary.BigEndian.PutUint32(head[:], uint32(len(body)))
+	rights := syscall.UnixRights(int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd()))
+	n, _, err := w.conn.WriteMsgUnix(head[:], rights, nil)
+	if err == nil && n != len(head) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return fmt.Errorf("sending the cell's pipes: %w", err)
+	}
+	if _, err := w.conn.Write(body); err != nil {
+		return fmt.Errorf("sending the cell: %w", err)
+	}
+	return nil
+}
