@@ -121,12 +121,16 @@ func TestExecStreamsOutputLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	ev, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(ev.GetStdout()) != "first\n" {
-		t.Fatalf("first event %v", ev)
+	var got string
+	for got != "first\n" {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetResult() != nil || len(got) > len("first\n") {
+			t.Fatalf("got %q then %v before the first line was complete", got, ev)
+		}
+		got += string(ev.GetStdout())
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("first line arrived after %v: output is not streamed", took)
