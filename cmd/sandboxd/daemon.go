@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/policy"
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
+	"github.com/sandboxd/sandboxd/runtime/cgroups"
 	"github.com/sandboxd/sandboxd/runtime/manager"
 	"github.com/sandboxd/sandboxd/runtime/metrics"
 	"github.com/sandboxd/sandboxd/runtime/pool"
@@ -79,6 +82,10 @@ func runDaemon(args []string) error {
 	defer stop()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cg, err := cgroups.NewManager(cgroupParent(o.stateDir))
+	if err != nil {
+		return fmt.Errorf("setting up cgroups: %w", err)
+	}
 	var m *manager.Manager
 	mx := metrics.New(reg, func() []pool.Status { return m.Pools() })
 	m, err = manager.New(ctx, manager.Config{
@@ -92,6 +99,7 @@ func runDaemon(args []string) error {
 		Policy:        pol,
 		Logger:        log,
 		Metrics:       mx,
+		Cgroups:       cg,
 	})
 	if err != nil {
 		return err
@@ -154,6 +162,14 @@ func stopServer(srv *grpc.Server) {
 	case <-time.After(gracePeriod):
 		srv.Stop()
 	}
+}
+
+// cgroupParent names the cgroup that holds this daemon's sandboxes, one per
+// state directory, so daemons on separate state directories never delete
+// each other's groups.
+func cgroupParent(stateDir string) string {
+	sum := sha256.Sum256([]byte(stateDir))
+	return "sandboxd-" + hex.EncodeToString(sum[:5])
 }
 
 func firstOf(vals ...string) string {

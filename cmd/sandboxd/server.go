@@ -100,6 +100,7 @@ func toProto(i manager.Info) *sandboxv1.Sandbox {
 		ExpiresAt:   timestamppb.New(i.ExpiresAt),
 		Labels:      i.Labels,
 		ColdStart:   i.ColdStart,
+		OomKilled:   i.OOMKilled,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/policy"
+	"github.com/sandboxd/sandboxd/runtime/cgroups"
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 	"github.com/sandboxd/sandboxd/runtime/identifiers"
 	"github.com/sandboxd/sandboxd/runtime/ocispec"
@@ -114,6 +115,11 @@ func (m *Manager) boot(ctx context.Context, t *policy.Template) (*sandbox.Sandbo
 	// disk size: writes beyond it fail with ENOSPC inside the sandbox.
 	r.Overlay = fmt.Sprintf("root:memory,size=%d", t.Limits.Disk)
 	start := now()
+	group, err := m.cfg.Cgroups.Create(id, cgroups.Resources{CPU: t.Limits.CPU, Memory: t.Limits.Memory})
+	if err != nil {
+		m.metrics.BootFailed(t.Name)
+		return nil, fmt.Errorf("creating the sandbox's cgroup: %w", err)
+	}
 	sb, err := sandbox.Boot(ctx, sandbox.Config{
 		ID: id,
 		Spec: ocispec.Params{
@@ -129,6 +135,7 @@ func (m *Manager) boot(ctx context.Context, t *policy.Template) (*sandbox.Sandbo
 		Runsc:       &r,
 		StartPython: true,
 		Warmup:      sandbox.WarmupCode(t.WarmImports),
+		Cgroup:      group, // Boot deletes it if it fails
 		Logger:      m.log,
 	})
 	if err != nil {

@@ -35,6 +35,7 @@ type Info struct {
 	ExpiresAt time.Time
 	Labels    map[string]string
 	ColdStart bool
+	OOMKilled bool
 }
 
 // entry is the manager's record of one sandbox.
@@ -90,5 +91,6 @@ func (e *entry) info() Info {
 	return Info{
 		ID: e.id, Template: e.tmpl.Name, State: st, Reason: reason,
 		CreatedAt: e.createdAt, ExpiresAt: e.expiresAt(), Labels: e.labels, ColdStart: e.cold,
+		OOMKilled: st == StateDead && e.sb.OOMKilled(),
 	}
 }

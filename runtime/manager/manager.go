@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/policy"
+	"github.com/sandboxd/sandboxd/runtime/cgroups"
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 	"github.com/sandboxd/sandboxd/runtime/pool"
 	"github.com/sandboxd/sandboxd/runtime/runsc"
@@ -41,6 +42,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives the manager's measurements; nil records nothing.
 	Metrics Metrics
+	// Cgroups creates each sandbox's cgroup with the template's CPU and
+	// memory limits; the manager owns every group under its parent.
+	Cgroups *cgroups.Manager
 }
 
 // Manager is safe for concurrent use.
@@ -144,6 +148,9 @@ func (m *Manager) Close(ctx context.Context) {
 	wg.Wait()
 	m.log.Info("all sandboxes destroyed", "count", len(all))
 	unmountNullNetNS(m.cfg.Runsc.Root)
+	if err := m.cfg.Cgroups.Close(); err != nil {
+		m.log.Warn("removing the cgroup parent", "err", err)
+	}
 }
 
 // unmountNullNetNS removes the network namespace bind mount that runsc pins

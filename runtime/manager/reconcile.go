@@ -14,7 +14,7 @@ import (
 
 // reconcile removes what an earlier run of this daemon left behind: runsc
 // sandboxes in its root (create/start sandboxes outlive the daemon), bundle
-// directories, and any runsc process still naming its root. The state
+// directories, cgroups, and any runsc process still naming its root. The state
 // directory and runsc root are this daemon's alone (the daemon holds a lock
 // on them), so everything found there is ours.
 func (m *Manager) reconcile(ctx context.Context) error {
@@ -39,6 +39,20 @@ func (m *Manager) reconcile(ctx context.Context) error {
 	}
 	if n := killStrays(r.Root); n > 0 {
 		m.log.Warn("killed leftover runsc processes", "count", n)
+	}
+	groups, err := m.cfg.Cgroups.List()
+	if err != nil {
+		return err
+	}
+	for _, id := range groups {
+		g, err := m.cfg.Cgroups.Load(id)
+		if err == nil {
+			err = g.Delete()
+		}
+		if err != nil {
+			return fmt.Errorf("deleting leftover cgroup %s: %w", id, err)
+		}
+		m.log.Info("deleted leftover cgroup", "sandbox", id)
 	}
 	if err := os.RemoveAll(m.bundlesDir()); err != nil {
 		return fmt.Errorf("removing old bundles: %w", err)

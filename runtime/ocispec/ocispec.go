@@ -78,6 +78,10 @@ type Params struct {
 	// TmpSize caps the /tmp tmpfs in bytes. Without an explicit /tmp mount
 	// gVisor would mount an uncapped tmpfs there.
 	TmpSize uint64
+	// CgroupsPath is the sandbox's pre-created cgroup (runtime/cgroups):
+	// runsc puts its sentry and gofer in it and sizes the sandbox's memory
+	// and CPUs from its limits. Empty: no cgroup.
+	CgroupsPath string
 }
 
 // Build returns the spec for p. It fails only on unusable parameters.
@@ -118,6 +122,7 @@ func Build(p Params) (*specs.Spec, error) {
 		},
 		Mounts: mounts(p.AgentBinary, orDefault(p.TmpSize, DefaultTmpSize)),
 		Linux: &specs.Linux{
+			CgroupsPath: p.CgroupsPath,
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace},
 				{Type: specs.NetworkNamespace},

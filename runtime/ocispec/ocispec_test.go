@@ -176,3 +176,14 @@ func TestSpecCapsTmp(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecJoinsTheSandboxCgroup guarantees that the cgroup holding the
+// sandbox's limits reaches runsc.
+func TestSpecJoinsTheSandboxCgroup(t *testing.T) {
+	p := valid()
+	p.CgroupsPath = "/sandboxd-x/sb-1"
+	s, _ := Build(p)
+	if s.Linux.CgroupsPath != p.CgroupsPath {
+		t.Fatalf("cgroupsPath %q", s.Linux.CgroupsPath)
+	}
+}

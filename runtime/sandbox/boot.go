@@ -32,6 +32,12 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 		}
 	}()
 
+	if g := cfg.Cgroup; g != nil {
+		// Pushed first, so it runs last: after runsc delete has killed
+		// everything in the group.
+		s.undo.Push("deleting cgroup", func(context.Context) error { return g.Delete() })
+		cfg.Spec.CgroupsPath = g.Path()
+	}
 	if err := writeBundle(cfg.BundleDir, cfg.Spec); err != nil {
 		return nil, err
 	}
@@ -63,6 +69,15 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 	t2 := time.Now()
 
 	conn, err := dialAgent(p.outR, p.inW, func() {
+		// The host's OOM kill is counted before the pipes close.
+		if g := cfg.Cgroup; g != nil && !s.Destroyed() {
+			if oom, _ := g.OOMKilled(); oom {
+				s.mu.Lock()
+				s.oom = true
+				s.mu.Unlock()
+				s.setReason("OOM_KILLED: the sandbox went over its memory limit and the host killed it")
+			}
+		}
 		s.setReason("sandbox exited: " + stderr.lastLine())
 		close(s.exited)
 	})

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	agentv1 "github.com/sandboxd/sandboxd/proto/agent/v1"
+	"github.com/sandboxd/sandboxd/runtime/cgroups"
 	"github.com/sandboxd/sandboxd/runtime/cleanup"
 	"github.com/sandboxd/sandboxd/runtime/ocispec"
 	"github.com/sandboxd/sandboxd/runtime/runsc"
@@ -35,6 +36,9 @@ type Config struct {
 	// Warmup is Python code run once after boot (the template's warm
 	// imports); the boot fails unless it succeeds. Empty: none.
 	Warmup string
+	// Cgroup holds the sandbox's CPU and memory limits; the sandbox deletes
+	// it on teardown. Nil: no cgroup.
+	Cgroup *cgroups.Group
 	// Logger receives the sandbox's events and its agent's stderr.
 	Logger *slog.Logger
 }
@@ -50,6 +54,7 @@ type Sandbox struct {
 	mu      sync.Mutex
 	reason  string // why the sandbox ended, set once
 	stopped bool   // Destroy was called
+	oom     bool   // the host killed it for going over its memory limit
 }
 
 // ID returns the sandbox ID.
@@ -67,6 +72,14 @@ func (s *Sandbox) ExitReason() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.reason
+}
+
+// OOMKilled reports whether the sandbox ended because it went over its
+// memory limit.
+func (s *Sandbox) OOMKilled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.oom
 }
 
 // Destroyed reports whether Destroy was called.

@@ -220,7 +220,10 @@ type Sandbox struct {
 	Labels    map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// True when the sandbox was booted for this request rather than taken
 	// warm from its template's pool.
-	ColdStart     bool `protobuf:"varint,8,opt,name=cold_start,json=coldStart,proto3" json:"cold_start,omitempty"`
+	ColdStart bool `protobuf:"varint,8,opt,name=cold_start,json=coldStart,proto3" json:"cold_start,omitempty"`
+	// The sandbox went over its memory limit and the host killed it (state
+	// is then DEAD).
+	OomKilled     bool `protobuf:"varint,9,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -307,6 +310,13 @@ func (x *Sandbox) GetLabels() map[string]string {
 func (x *Sandbox) GetColdStart() bool {
 	if x != nil {
 		return x.ColdStart
+	}
+	return false
+}
+
+func (x *Sandbox) GetOomKilled() bool {
+	if x != nil {
+		return x.OomKilled
 	}
 	return false
 }
@@ -1506,7 +1516,7 @@ var File_sandbox_v1_sandbox_proto protoreflect.FileDescriptor
 const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\n" +
 	"\x18sandbox/v1/sandbox.proto\x12\n" +
-	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x03\n" +
+	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x03\n" +
 	"\aSandbox\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1a\n" +
@@ -1519,7 +1529,9 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x127\n" +
 	"\x06labels\x18\a \x03(\v2\x1f.sandbox.v1.Sandbox.LabelsEntryR\x06labels\x12\x1d\n" +
 	"\n" +
-	"cold_start\x18\b \x01(\bR\tcoldStart\x1a9\n" +
+	"cold_start\x18\b \x01(\bR\tcoldStart\x12\x1d\n" +
+	"\n" +
+	"oom_killed\x18\t \x01(\bR\toomKilled\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd4\x01\n" +
