@@ -173,7 +173,7 @@ func (m *Manager) finish(ctx context.Context, e *entry) error {
 // own (crash, kill from outside). A destroyed sandbox is not marked.
 func (m *Manager) watch(e *entry) {
 	<-e.sb.Exited()
-	if e.sb.Destroyed() {
+	if !e.sb.Died() {
 		return
 	}
 	reason := e.sb.ExitReason()

@@ -205,15 +205,15 @@ func (m *Manager) execFailed(ctx, actx context.Context, e *entry, start time.Tim
 	case <-time.After(deathWait):
 	}
 	switch {
-	case e.sb.Destroyed():
-		result.Status = sandboxv1.ExecStatus_EXEC_STATUS_KILLED
-		result.Message = "the sandbox was destroyed during the Exec"
 	case isClosed(e.sb.Exited()) && e.sb.OOMKilled():
 		result.Status = sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED
 		result.Message = fmt.Sprintf("the sandbox went over its memory limit of %d bytes (policy limits.memory) and was killed; destroy it and create a new one", e.tmpl.Limits.Memory)
-	case isClosed(e.sb.Exited()):
+	case isClosed(e.sb.Exited()) && e.sb.Died():
 		result.Status = sandboxv1.ExecStatus_EXEC_STATUS_SANDBOX_DIED
 		result.Message = "the sandbox died during the Exec: " + e.sb.ExitReason()
+	case e.sb.Destroyed():
+		result.Status = sandboxv1.ExecStatus_EXEC_STATUS_KILLED
+		result.Message = "the sandbox was destroyed during the Exec"
 	case actx.Err() != nil:
 		result.Status = sandboxv1.ExecStatus_EXEC_STATUS_TIMEOUT
 		result.Message = "the sandbox did not answer within the timeout"

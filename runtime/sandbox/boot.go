@@ -69,8 +69,11 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 	t2 := time.Now()
 
 	conn, err := dialAgent(p.outR, p.inW, func() {
+		s.mu.Lock()
+		s.died = !s.stopped
+		s.mu.Unlock()
 		// The host's OOM kill is counted before the pipes close.
-		if g := cfg.Cgroup; g != nil && !s.Destroyed() {
+		if g := cfg.Cgroup; g != nil && s.Died() {
 			if oom, _ := g.OOMKilled(); oom {
 				s.mu.Lock()
 				s.oom = true

@@ -55,6 +55,7 @@ type Sandbox struct {
 	reason  string // why the sandbox ended, set once
 	stopped bool   // Destroy was called
 	oom     bool   // the host killed it for going over its memory limit
+	died    bool   // it ended on its own, before any Destroy
 }
 
 // ID returns the sandbox ID.
@@ -80,6 +81,14 @@ func (s *Sandbox) OOMKilled() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.oom
+}
+
+// Died reports whether the sandbox ended on its own (crash, OOM kill, kill
+// from outside) rather than by Destroy.
+func (s *Sandbox) Died() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.died
 }
 
 // Destroyed reports whether Destroy was called.
