@@ -187,3 +187,14 @@ func TestSpecJoinsTheSandboxCgroup(t *testing.T) {
 		t.Fatalf("cgroupsPath %q", s.Linux.CgroupsPath)
 	}
 }
+
+// BenchmarkBuild measures building a sandbox's spec, done once per boot.
+func BenchmarkBuild(b *testing.B) {
+	p := valid()
+	p.Env = map[string]string{"A": "1", "B": "2"}
+	for b.Loop() {
+		if _, err := Build(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -281,3 +281,21 @@ func TestResizeAndClose(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAcquireHit measures handing out an idle sandbox (the pool's hot
+// path), refill excluded.
+func BenchmarkAcquireHit(b *testing.B) {
+	p := &Pool{template: "python", slots: &countSlots{max: 1 << 30}, log: quiet, cfg: Config{MaxTotal: 1 << 30},
+		wake: make(chan struct{}, 1), changed: make(chan struct{})}
+	idle := make([]Sandbox, b.N)
+	for i := range idle {
+		idle[i] = newFake()
+	}
+	p.idle = idle
+	b.ResetTimer()
+	for range b.N {
+		if _, cold, err := p.Acquire(context.Background(), false); err != nil || cold {
+			b.Fatal(cold, err)
+		}
+	}
+}

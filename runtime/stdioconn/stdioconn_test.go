@@ -13,7 +13,7 @@ import (
 
 // pair returns two Conns wired to each other through two os.Pipes, the way
 // the daemon and the agent are wired through the init's stdio.
-func pair(t *testing.T) (*Conn, *Conn) {
+func pair(t testing.TB) (*Conn, *Conn) {
 	t.Helper()
 	ar, bw, err := os.Pipe()
 	if err != nil {
@@ -102,5 +102,25 @@ func TestListenerServesOnce(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("Accept did not return after Close")
+	}
+}
+
+// BenchmarkRoundTrip measures a 64-byte ping-pong over a pipe pair: the
+// floor under the agent protocol.
+func BenchmarkRoundTrip(b *testing.B) {
+	a, c := pair(b)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return
+			}
+			c.Write(buf)
+		}
+	}()
+	buf := make([]byte, 64)
+	for b.Loop() {
+		a.Write(buf)
+		io.ReadFull(a, buf)
 	}
 }
