@@ -4,10 +4,7 @@
 // and the API layer calls ToGRPC; nothing else picks status codes.
 package errdefs
 
-import (
-	"context"
-	"errors"
-)
+import "errors"
 
 // The error classes of sandboxd. Each maps to one gRPC code (see ToGRPC).
 var (
@@ -30,9 +27,3 @@ var (
 	// ErrDeadlineExceeded: the operation ran out of time.
 	ErrDeadlineExceeded = errors.New("deadline exceeded")
 )
-
-// IsNotFound reports whether err is of class ErrNotFound.
-func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
-
-// IsCanceled reports whether err comes from a cancelled context.
-func IsCanceled(err error) bool { return errors.Is(err, context.Canceled) }

@@ -8,7 +8,6 @@ import (
 	"encoding/base32"
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 )
@@ -49,10 +48,4 @@ func NewID() string {
 	b := make([]byte, 15)
 	rand.Read(b) // never fails (crypto/rand panics instead)
 	return idPrefix + idEncoding.EncodeToString(b)
-}
-
-// IsGenerated reports whether id has the form NewID makes. The daemon only
-// removes leftover sandboxes whose IDs it could have made.
-func IsGenerated(id string) bool {
-	return strings.HasPrefix(id, idPrefix) && ValidateID(id) == nil
 }
