@@ -62,6 +62,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 		sb, cold, release = s.(*sandbox.Sandbox), c, p.Release
 	} else {
 		if !m.slots.TryAcquire() {
+			m.metrics.AcquireFailed()
 			return Info{}, errHostFull(m.Policy())
 		}
 		if sb, err = m.boot(bctx, tmpl); err != nil {

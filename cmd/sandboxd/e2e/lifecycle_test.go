@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
@@ -59,8 +60,8 @@ func TestBadExecRequestsAreInvalidArgument(t *testing.T) {
 	c := ctx(t)
 	bad := []*sandboxv1.ExecRequest{
 		{Code: "print(1)"},
-		{Language: sandboxv1.Language_LANGUAGE_PYTHON, Code: "1", Timeout: durationOf(24 * time.Hour)},
-		{Language: sandboxv1.Language_LANGUAGE_PYTHON, Code: "1", Timeout: durationOf(-time.Second)},
+		{Language: sandboxv1.Language_LANGUAGE_PYTHON, Code: "1", Timeout: durationpb.New(24 * time.Hour)},
+		{Language: sandboxv1.Language_LANGUAGE_PYTHON, Code: "1", Timeout: durationpb.New(-time.Second)},
 		{Language: sandboxv1.Language_LANGUAGE_BASH, Code: "true", Env: map[string]string{"1BAD": "x"}},
 		{Language: sandboxv1.Language_LANGUAGE_BASH, Code: "true", Workdir: "../.."},
 	}
