@@ -119,6 +119,7 @@ func (d *decoder) limits(n *yaml.Node, path string, l *Limits) {
 		{"output", func(v *yaml.Node, path string) { d.size(v, path, &l.Output) }},
 		{"upload_file", func(v *yaml.Node, path string) { d.size(v, path, &l.UploadFile) }},
 		{"upload_total", func(v *yaml.Node, path string) { d.size(v, path, &l.UploadTotal) }},
+		{"python_address_space", func(v *yaml.Node, path string) { d.size(v, path, &l.PythonAddressSpace) }},
 	})
 }
 

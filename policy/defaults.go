@@ -107,6 +107,10 @@ const (
 	MinProcesses = 8
 	// MaxProcesses is the largest limits.processes accepted.
 	MaxProcesses = 65536
+	// MinPythonAddressSpace is the smallest non-zero
+	// limits.python_address_space accepted: a bare interpreter maps about
+	// 30 MiB, and the cap must leave room for real work.
+	MinPythonAddressSpace int64 = 64 << 20
 	// MinOpenFiles is the smallest limits.open_files accepted.
 	MinOpenFiles = 64
 	// MaxOpenFiles is the largest limits.open_files accepted.

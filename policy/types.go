@@ -99,6 +99,11 @@ type Limits struct {
 	Processes int
 	// OpenFiles is RLIMIT_NOFILE. 64 to 1048576.
 	OpenFiles int
+	// PythonAddressSpace is RLIMIT_AS of the Python interpreter: over it an
+	// allocation raises MemoryError and the session survives, instead of
+	// the whole sandbox going over Memory and being killed. 0: no cap;
+	// otherwise at least 64Mi and below Memory.
+	PythonAddressSpace int64
 }
 
 // ExecTimeout bounds how long one Exec may run.

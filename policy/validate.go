@@ -184,6 +184,15 @@ func validateLimits(l *Limits, path string, p *problems) {
 	}
 	between("processes", l.Processes, MinProcesses, MaxProcesses)
 	between("open_files", l.OpenFiles, MinOpenFiles, MaxOpenFiles)
+	if as := l.PythonAddressSpace; p.ok(at("python_address_space"), at("memory")) && as != 0 {
+		switch {
+		case as < MinPythonAddressSpace:
+			p.add(at("python_address_space"), "must be 0 (no cap) or at least %s, got %s", Size(MinPythonAddressSpace), Size(as))
+		case as >= l.Memory:
+			p.add(at("python_address_space"), "%s is not below memory %s%s, so the sandbox would be killed before Python raised MemoryError: leave headroom for gVisor and other processes (e.g. 3/4 of memory)",
+				Size(as), Size(l.Memory), defaulted(p, at("memory")))
+		}
+	}
 	if p.ok(at("upload_file"), at("upload_total")) && l.UploadTotal > 0 && l.UploadFile > l.UploadTotal {
 		where := at("upload_file")
 		if !p.set(where) {

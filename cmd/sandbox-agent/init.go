@@ -17,6 +17,10 @@ import (
 // (128+signal if it was killed by a signal, as a shell reports it).
 func runInit() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := hideFromSandboxedCode(); err != nil {
+		log.Error("making the agent init non-dumpable", "err", err)
+		return 1
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{os.Args[0], "serve"}, &syscall.ProcAttr{

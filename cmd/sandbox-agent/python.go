@@ -24,6 +24,9 @@ type python struct {
 	mu    sync.Mutex // held while a worker starts
 	w     *worker    // guarded by mu
 	down  bool       // guarded by mu: shutdown was called, start no worker
+	// addressSpace is guarded by mu: RLIMIT_AS of workers started from now
+	// on; 0: unchanged.
+	addressSpace uint64
 	// unseen is guarded by mu: how the last worker died, when no Exec was
 	// running to report it (killed from bash, out of memory); the next Exec
 	// reports it as a lost state.
@@ -48,7 +51,7 @@ func (p *python) ensure(ctx context.Context) (*worker, error) {
 		}
 		p.w.kill() // what is left of its process group, and its socket
 	}
-	w, err := startWorker(ctx)
+	w, err := startWorker(ctx, p.addressSpace)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
@@ -125,6 +128,13 @@ func (p *python) reportUnseen(res *sandboxv1.ExecResult) {
 		note += "; " + res.Message
 	}
 	res.Message = note
+}
+
+// limitAddressSpace sets RLIMIT_AS for workers started from now on.
+func (p *python) limitAddressSpace(n uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.addressSpace = n
 }
 
 // shutdown kills the worker, if any, and keeps new ones from starting.

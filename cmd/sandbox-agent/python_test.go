@@ -429,3 +429,38 @@ func TestPythonDeathBetweenExecs(t *testing.T) {
 	}
 	wantResult(t, a.run(t, pyReq("1")), ok, 0, false)
 }
+
+// TestAddressSpaceLimitTurnsMemoryBombIntoMemoryError guarantees that with
+// Ping's python_address_space set, a cell allocating far more than the cap
+// gets MemoryError, the interpreter and its variables survive, and the cap
+// cannot be raised from a cell, also after a restart of the interpreter.
+func TestAddressSpaceLimitTurnsMemoryBombIntoMemoryError(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t)
+	const limit = 512 << 20
+	if _, err := a.Ping(context.Background(), &agentv1.PingRequest{StartPython: true, PythonAddressSpace: limit}); err != nil {
+		t.Fatal(err)
+	}
+	wantResult(t, a.run(t, pyReq("kept = 42")), ok, 0, false)
+	o := a.run(t, pyReq("chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))"))
+	wantResult(t, o, failed, 1, false)
+	if o.result.ErrorName != "MemoryError" {
+		t.Fatalf("memory bomb raised %q, want MemoryError: %s", o.result.ErrorName, o.stderr)
+	}
+	o = a.run(t, pyReq(`del chunks
+import resource
+try:
+    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    raised = True
+except ValueError:
+    raised = False
+(kept, raised, resource.getrlimit(resource.RLIMIT_AS))`))
+	if want := fmt.Sprintf("(42, False, (%d, %d))", limit, limit); o.result.Value != want {
+		t.Fatalf("after the bomb: %q (%s), want %s", o.result.Value, o.stderr, want)
+	}
+	a.run(t, pyReq("import os\nos._exit(3)"))
+	o = a.run(t, pyReq("import resource\nresource.getrlimit(resource.RLIMIT_AS)[0]"))
+	if o.result.Value != strconv.Itoa(limit) {
+		t.Fatalf("restarted interpreter has RLIMIT_AS %s, want %d", o.result.Value, limit)
+	}
+}

@@ -40,6 +40,10 @@ const defaultWorkspace = "/workspace"
 // a SIGTERM/SIGINT arrives, then stops the Python worker and returns 0.
 func runServe() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := hideFromSandboxedCode(); err != nil {
+		log.Error("making the agent server non-dumpable", "err", err)
+		return 1
+	}
 	workspace := os.Getenv(workspaceEnv)
 	if workspace == "" {
 		workspace = defaultWorkspace

@@ -57,6 +57,11 @@ type execJob struct {
 // Ping answers with the agent's pid, after starting the Python worker if
 // asked to.
 func (s *server) Ping(ctx context.Context, req *agentv1.PingRequest) (*agentv1.PingResponse, error) {
+	if n := req.GetPythonAddressSpace(); n < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "python_address_space %d is negative", n)
+	} else if n > 0 {
+		s.python.limitAddressSpace(uint64(n))
+	}
 	if req.GetStartPython() {
 		if _, err := s.python.ensure(ctx); err != nil {
 			return nil, err

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 //go:embed kernel.py
@@ -69,7 +71,9 @@ type kernelResult struct {
 }
 
 // startWorker starts an interpreter and waits until its kernel is ready.
-func startWorker(ctx context.Context) (*worker, error) {
+// A non-zero addressSpace becomes the interpreter's RLIMIT_AS, set before
+// its kernel can run any cell.
+func startWorker(ctx context.Context, addressSpace uint64) (*worker, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("creating the worker socket: %w", err)
@@ -103,6 +107,16 @@ func startWorker(ctx context.Context) (*worker, error) {
 		_ = cmd.Wait() // the exit status is in cmd.ProcessState
 		close(w.exited)
 	}()
+	if addressSpace > 0 {
+		// Cells only run after the ready frame below, so the limit is in
+		// place before any user code; the hard limit keeps cells from
+		// raising it again.
+		lim := unix.Rlimit{Cur: addressSpace, Max: addressSpace}
+		if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_AS, &lim, nil); err != nil {
+			w.kill()
+			return nil, fmt.Errorf("setting the Python interpreter's address space limit: %w", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, workerStartTimeout)
 	defer cancel()
 	select {

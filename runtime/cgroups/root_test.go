@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -474,4 +475,62 @@ func TestOOMEventsClosesOnDelete(t *testing.T) {
 	}
 	waitClosed(t, events)
 	noGoroutineLeak(t, before)
+}
+
+// TestWindowMeasuresOnlyItsOwnSpan guarantees that a Window reports the CPU
+// time and the memory peak of its own span: a 96 MiB allocation freed before
+// the window started does not show in its peak, a 32 MiB one inside it does,
+// and the CPU time is that of the work inside.
+func TestWindowMeasuresOnlyItsOwnSpan(t *testing.T) {
+	m := newTestManager(t)
+	g, err := m.Create("sb-window", Resources{Memory: 512 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	freed, done := filepath.Join(dir, "freed"), filepath.Join(dir, "done")
+	p := startInGroup(t, g, fmt.Sprintf(`import sys, time
+b = bytearray(96 << 20); b[::4096] = b"x" * len(b[::4096]); del b
+open(%q, "w").close(); sys.stdin.readline()
+b = bytearray(32 << 20); b[::4096] = b"x" * len(b[::4096])
+t = time.process_time()
+while time.process_time() - t < 0.3: pass
+open(%q, "w").close(); time.sleep(60)`, freed, done))
+	p.release(t)
+	waitFile(t, freed)
+	w, err := g.StartWindow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.release(t)
+	waitFile(t, done)
+	u, err := w.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", u)
+	if u.CPU < 250*time.Millisecond || u.CPU > 2*time.Second {
+		t.Errorf("CPU %v, want about 0.3s", u.CPU)
+	}
+	if g.m.v2 && u.MemoryPeak == 0 {
+		t.Skip("this v2 kernel cannot reset memory.peak (before 6.12): no peak to check")
+	}
+	if u.MemoryPeak < 32<<20 || u.MemoryPeak >= 96<<20 {
+		t.Errorf("peak %d MiB, want at least 32 MiB and below the 96 MiB freed before the window", u.MemoryPeak>>20)
+	}
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(eventTimeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within %v", path, eventTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -132,12 +132,13 @@ func (m *Manager) boot(ctx context.Context, t *policy.Template) (*sandbox.Sandbo
 			FileSize:    uint64(t.Limits.FileSize),
 			TmpSize:     uint64(t.Limits.Disk),
 		},
-		BundleDir:   filepath.Join(m.bundlesDir(), id),
-		Runsc:       &r,
-		StartPython: true,
-		Warmup:      sandbox.WarmupCode(t.WarmImports),
-		Cgroup:      group, // Boot deletes it if it fails
-		Logger:      m.log,
+		BundleDir:          filepath.Join(m.bundlesDir(), id),
+		Runsc:              &r,
+		StartPython:        true,
+		PythonAddressSpace: t.Limits.PythonAddressSpace,
+		Warmup:             sandbox.WarmupCode(t.WarmImports),
+		Cgroup:             group, // Boot deletes it if it fails
+		Logger:             m.log,
 	})
 	if err != nil {
 		m.metrics.BootFailed(t.Name)

@@ -52,6 +52,9 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 	e.inflight.Add(1)
 	defer e.inflight.Add(-1)
 	defer e.touch()
+	usage := m.measure(e)
+	defer usage.end()
+	send = usage.wrap(send)
 
 	areq := &sandboxv1.ExecRequest{
 		Language: req.GetLanguage(), Code: req.GetCode(), Timeout: durationpb.New(timeout),

@@ -123,6 +123,7 @@ func Build(p Params) (*specs.Spec, error) {
 		Mounts: mounts(p.AgentBinary, orDefault(p.TmpSize, DefaultTmpSize)),
 		Linux: &specs.Linux{
 			CgroupsPath: p.CgroupsPath,
+			Seccomp:     seccomp(),
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace},
 				{Type: specs.NetworkNamespace},

@@ -37,7 +37,10 @@ const maxErrOutput = 4096
 
 // globalArgs are the flags every command gets, before the subcommand.
 func (r *Runsc) globalArgs() []string {
-	args := []string{"--root=" + r.Root}
+	// --oci-seccomp makes the sentry enforce the spec's seccomp filter on
+	// the sandboxed processes (runtime/ocispec denies namespace, ptrace and
+	// mount syscalls); without it runsc ignores linux.seccomp.
+	args := []string{"--root=" + r.Root, "--oci-seccomp"}
 	if r.Platform != "" {
 		args = append(args, "--platform="+r.Platform)
 	}

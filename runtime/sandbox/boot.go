@@ -20,7 +20,7 @@ const teardownTimeout = 30 * time.Second
 // Boot creates, starts and connects to a sandbox. On failure everything it
 // acquired is released before it returns. ctx bounds the whole boot.
 func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
-	s := &Sandbox{id: cfg.ID, log: cfg.Logger.With("sandbox", cfg.ID), exited: make(chan struct{})}
+	s := &Sandbox{id: cfg.ID, log: cfg.Logger.With("sandbox", cfg.ID), cgroup: cfg.Cgroup, exited: make(chan struct{})}
 	defer func() {
 		if retErr != nil {
 			s.setReason("boot failed")
@@ -91,7 +91,7 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 	s.agent = agentv1.NewAgentServiceClient(conn)
 	s.undo.Push("closing agent connection", func(context.Context) error { return conn.Close() })
 
-	if _, err := s.agent.Ping(ctx, &agentv1.PingRequest{StartPython: cfg.StartPython}); err != nil {
+	if _, err := s.agent.Ping(ctx, &agentv1.PingRequest{StartPython: cfg.StartPython, PythonAddressSpace: cfg.PythonAddressSpace}); err != nil {
 		return nil, fmt.Errorf("waiting for the sandbox agent: %w: %s", err, stderr.text())
 	}
 	t3 := time.Now()

@@ -33,6 +33,9 @@ type Config struct {
 	// StartPython starts the Python worker during boot, so the first Python
 	// Exec does not pay for it.
 	StartPython bool
+	// PythonAddressSpace is RLIMIT_AS in bytes of the Python worker (policy
+	// limits.python_address_space); 0: no cap.
+	PythonAddressSpace int64
 	// Warmup is Python code run once after boot (the template's warm
 	// imports); the boot fails unless it succeeds. Empty: none.
 	Warmup string
@@ -50,7 +53,8 @@ type Sandbox struct {
 	conn    *grpc.ClientConn
 	agent   agentv1.AgentServiceClient
 	undo    cleanup.Stack
-	exited  chan struct{} // closed when the agent connection ends
+	cgroup  *cgroups.Group // nil without one
+	exited  chan struct{}  // closed when the agent connection ends
 	mu      sync.Mutex
 	reason  string // why the sandbox ended, set once
 	stopped bool   // Destroy was called
@@ -60,6 +64,9 @@ type Sandbox struct {
 
 // ID returns the sandbox ID.
 func (s *Sandbox) ID() string { return s.id }
+
+// Cgroup returns the sandbox's cgroup, nil if it has none.
+func (s *Sandbox) Cgroup() *cgroups.Group { return s.cgroup }
 
 // Agent returns the client of the sandbox's agent.
 func (s *Sandbox) Agent() agentv1.AgentServiceClient { return s.agent }

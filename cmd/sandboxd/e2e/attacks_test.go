@@ -88,8 +88,10 @@ print("loopback", c.recv(2).decode())
 }
 
 // TestPrivilegedOperationsFail guarantees that the sandbox user cannot
-// mount, create a mount namespace or change its uid. (A user namespace,
-// unshare -r, is allowed by gVisor inside the sandbox.)
+// mount, create namespaces (unshare -m, unshare -r, clone with
+// CLONE_NEWUSER), change its uid, ptrace, or open the agent's channel to
+// the daemon through /proc/<agent>/fd, and that the sandbox works after
+// the attempts.
 func TestPrivilegedOperationsFail(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
 	id := d.create(t)
@@ -97,10 +99,42 @@ func TestPrivilegedOperationsFail(t *testing.T) {
 mkdir -p /tmp/m
 mount -t tmpfs none /tmp/m 2>/dev/null && echo MOUNTED
 unshare -m true 2>/dev/null && echo UNSHARED_MNT
+unshare -r true 2>/dev/null && echo UNSHARED_USER
 python3 -c 'import os; os.setuid(0)' 2>/dev/null && echo SETUID
+python3 - <<'PY'
+import ctypes, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, SIGCHLD, PTRACE_ATTACH = 0x10000000, 17, 16
+if libc.syscall(56, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0) == 0:
+    os._exit(0)  # the child of a clone that should have failed
+else:
+    print("clone-newuser", os.strerror(ctypes.get_errno()))
+kid = os.fork()
+if kid == 0:
+    time.sleep(30)
+    os._exit(0)
+print("ptrace", "ATTACHED" if libc.ptrace(PTRACE_ATTACH, kid, 0, 0) == 0 else os.strerror(ctypes.get_errno()))
+os.kill(kid, signal.SIGKILL)
+for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+    try:
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        continue
+    if b"/.sandboxd/agent" not in cmd:
+        continue
+    for fd in (0, 1):
+        try:
+            open(f"/proc/{pid}/fd/{fd}", "wb")
+            print("OPENED agent fd", pid, fd)
+        except OSError as e:
+            print("agent-fd", e.strerror)
+PY
 echo checked`)
 	wantOK(t, r)
-	if strings.TrimSpace(r.stdout) != "checked" {
-		t.Fatalf("a privileged operation succeeded: %q", r.stdout)
+	want := "clone-newuser Operation not permitted\nptrace Operation not permitted\n" +
+		strings.Repeat("agent-fd Permission denied\n", 4) + "checked\n"
+	if r.stdout != want {
+		t.Fatalf("privileged operations: got\n%s\nwant\n%s\nstderr %q", r.stdout, want, r.stderr)
 	}
+	wantOK(t, py(t, d, id, "print(6 * 7)"))
 }

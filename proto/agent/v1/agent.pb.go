@@ -32,9 +32,13 @@ type PingRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Start the Python worker before answering, so the first Python Exec does
 	// not pay for it.
-	StartPython   bool `protobuf:"varint,1,opt,name=start_python,json=startPython,proto3" json:"start_python,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StartPython bool `protobuf:"varint,1,opt,name=start_python,json=startPython,proto3" json:"start_python,omitempty"`
+	// RLIMIT_AS in bytes for every Python worker started from now on (soft
+	// and hard), so a runaway allocation raises MemoryError instead of taking
+	// the sandbox over its memory limit. 0 leaves the limit as it is.
+	PythonAddressSpace int64 `protobuf:"varint,2,opt,name=python_address_space,json=pythonAddressSpace,proto3" json:"python_address_space,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PingRequest) Reset() {
@@ -72,6 +76,13 @@ func (x *PingRequest) GetStartPython() bool {
 		return x.StartPython
 	}
 	return false
+}
+
+func (x *PingRequest) GetPythonAddressSpace() int64 {
+	if x != nil {
+		return x.PythonAddressSpace
+	}
+	return 0
 }
 
 type PingResponse struct {
@@ -123,9 +134,10 @@ var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14agent/v1/agent.proto\x12\bagent.v1\x1a\x18sandbox/v1/sandbox.proto\"0\n" +
+	"\x14agent/v1/agent.proto\x12\bagent.v1\x1a\x18sandbox/v1/sandbox.proto\"b\n" +
 	"\vPingRequest\x12!\n" +
-	"\fstart_python\x18\x01 \x01(\bR\vstartPython\" \n" +
+	"\fstart_python\x18\x01 \x01(\bR\vstartPython\x120\n" +
+	"\x14python_address_space\x18\x02 \x01(\x03R\x12pythonAddressSpace\" \n" +
 	"\fPingResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid2\x8e\x02\n" +
 	"\fAgentService\x125\n" +

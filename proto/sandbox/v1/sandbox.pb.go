@@ -223,7 +223,13 @@ type Sandbox struct {
 	ColdStart bool `protobuf:"varint,8,opt,name=cold_start,json=coldStart,proto3" json:"cold_start,omitempty"`
 	// The sandbox went over its memory limit and the host killed it (state
 	// is then DEAD).
-	OomKilled     bool `protobuf:"varint,9,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	OomKilled bool `protobuf:"varint,9,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	// The limits the sandbox runs with: its template's, lowered by the
+	// CreateSandbox request's overrides.
+	Limits *Limits `protobuf:"bytes,10,opt,name=limits,proto3" json:"limits,omitempty"`
+	// What the sandbox uses now, read from its host cgroup (GetSandbox only;
+	// unset in ListSandboxes and for dead sandboxes).
+	Usage         *ResourceUsage `protobuf:"bytes,11,opt,name=usage,proto3" json:"usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,6 +327,251 @@ func (x *Sandbox) GetOomKilled() bool {
 	return false
 }
 
+func (x *Sandbox) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *Sandbox) GetUsage() *ResourceUsage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+// Limits are a sandbox's resource limits. In a CreateSandbox request every
+// field is an optional override: zero (or unset) keeps the template's value,
+// and a value may only lower the template's, never raise it. Overriding a
+// limit fixed at boot (cpu, memory, disk, processes, open_files,
+// file_size_bytes, python_address_space_bytes) boots a sandbox for the
+// request instead of taking one from the pool.
+type Limits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CPU cores (cgroup CPU quota); fractions allowed. Policy limits.cpu.
+	Cpu float64 `protobuf:"fixed64,1,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	// Memory of the whole sandbox (cgroup limit); over it the host kills the
+	// sandbox (OOM_KILLED). Policy limits.memory.
+	MemoryBytes int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// Size of the writable layer (/ and /tmp each); over it writes fail with
+	// ENOSPC. Policy limits.disk.
+	DiskBytes int64 `protobuf:"varint,3,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	// RLIMIT_NPROC of the sandbox user; over it fork fails with EAGAIN.
+	// Policy limits.processes.
+	Processes int64 `protobuf:"varint,4,opt,name=processes,proto3" json:"processes,omitempty"`
+	// RLIMIT_NOFILE. Policy limits.open_files.
+	OpenFiles int64 `protobuf:"varint,5,opt,name=open_files,json=openFiles,proto3" json:"open_files,omitempty"`
+	// RLIMIT_FSIZE: the largest file code may write (EFBIG beyond).
+	// Policy limits.file_size.
+	FileSizeBytes int64 `protobuf:"varint,6,opt,name=file_size_bytes,json=fileSizeBytes,proto3" json:"file_size_bytes,omitempty"`
+	// stdout+stderr of one Exec; over it the Exec ends with OUTPUT_TRUNCATED.
+	// Policy limits.output.
+	OutputBytes int64 `protobuf:"varint,7,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
+	// Largest single upload. Policy limits.upload_file.
+	UploadFileBytes int64 `protobuf:"varint,8,opt,name=upload_file_bytes,json=uploadFileBytes,proto3" json:"upload_file_bytes,omitempty"`
+	// Bytes uploaded into the sandbox over its life. Policy limits.upload_total.
+	UploadTotalBytes int64 `protobuf:"varint,9,opt,name=upload_total_bytes,json=uploadTotalBytes,proto3" json:"upload_total_bytes,omitempty"`
+	// RLIMIT_AS of the Python interpreter: over it an allocation raises
+	// MemoryError and the session survives. 0: no cap (in a CreateSandbox
+	// request: the template's). Policy limits.python_address_space.
+	PythonAddressSpaceBytes int64 `protobuf:"varint,10,opt,name=python_address_space_bytes,json=pythonAddressSpaceBytes,proto3" json:"python_address_space_bytes,omitempty"`
+	// The longest timeout an Exec may ask for. Policy exec_timeout.max.
+	ExecTimeoutMax *durationpb.Duration `protobuf:"bytes,11,opt,name=exec_timeout_max,json=execTimeoutMax,proto3" json:"exec_timeout_max,omitempty"`
+	// The timeout of an Exec that asks for none. Policy exec_timeout.default.
+	ExecTimeoutDefault *durationpb.Duration `protobuf:"bytes,12,opt,name=exec_timeout_default,json=execTimeoutDefault,proto3" json:"exec_timeout_default,omitempty"`
+	// Destroyed this long after creation. Policy lifetime.
+	Lifetime *durationpb.Duration `protobuf:"bytes,13,opt,name=lifetime,proto3" json:"lifetime,omitempty"`
+	// Destroyed after this long without an RPC. Policy idle_timeout.
+	IdleTimeout   *durationpb.Duration `protobuf:"bytes,14,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Limits) Reset() {
+	*x = Limits{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Limits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Limits) ProtoMessage() {}
+
+func (x *Limits) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Limits.ProtoReflect.Descriptor instead.
+func (*Limits) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Limits) GetCpu() float64 {
+	if x != nil {
+		return x.Cpu
+	}
+	return 0
+}
+
+func (x *Limits) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetDiskBytes() int64 {
+	if x != nil {
+		return x.DiskBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetProcesses() int64 {
+	if x != nil {
+		return x.Processes
+	}
+	return 0
+}
+
+func (x *Limits) GetOpenFiles() int64 {
+	if x != nil {
+		return x.OpenFiles
+	}
+	return 0
+}
+
+func (x *Limits) GetFileSizeBytes() int64 {
+	if x != nil {
+		return x.FileSizeBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetOutputBytes() int64 {
+	if x != nil {
+		return x.OutputBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetUploadFileBytes() int64 {
+	if x != nil {
+		return x.UploadFileBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetUploadTotalBytes() int64 {
+	if x != nil {
+		return x.UploadTotalBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetPythonAddressSpaceBytes() int64 {
+	if x != nil {
+		return x.PythonAddressSpaceBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetExecTimeoutMax() *durationpb.Duration {
+	if x != nil {
+		return x.ExecTimeoutMax
+	}
+	return nil
+}
+
+func (x *Limits) GetExecTimeoutDefault() *durationpb.Duration {
+	if x != nil {
+		return x.ExecTimeoutDefault
+	}
+	return nil
+}
+
+func (x *Limits) GetLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.Lifetime
+	}
+	return nil
+}
+
+func (x *Limits) GetIdleTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.IdleTimeout
+	}
+	return nil
+}
+
+// ResourceUsage is what a sandbox uses, as its host cgroup counts it: the
+// gVisor kernel's own work included, which is what the limits apply to.
+type ResourceUsage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CPU time used since the sandbox booted.
+	CpuTime *durationpb.Duration `protobuf:"bytes,1,opt,name=cpu_time,json=cpuTime,proto3" json:"cpu_time,omitempty"`
+	// Memory in use now.
+	MemoryBytes   int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceUsage) Reset() {
+	*x = ResourceUsage{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceUsage) ProtoMessage() {}
+
+func (x *ResourceUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceUsage.ProtoReflect.Descriptor instead.
+func (*ResourceUsage) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ResourceUsage) GetCpuTime() *durationpb.Duration {
+	if x != nil {
+		return x.CpuTime
+	}
+	return nil
+}
+
+func (x *ResourceUsage) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
 type CreateSandboxRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Template name from the policy; empty means the policy's default template.
@@ -330,14 +581,17 @@ type CreateSandboxRequest struct {
 	Labels map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Boot a fresh sandbox even when the template's pool has one ready
 	// (benchmarks, debugging). It still counts against the pool's max_total.
-	BypassPool    bool `protobuf:"varint,3,opt,name=bypass_pool,json=bypassPool,proto3" json:"bypass_pool,omitempty"`
+	BypassPool bool `protobuf:"varint,3,opt,name=bypass_pool,json=bypassPool,proto3" json:"bypass_pool,omitempty"`
+	// Lower limits than the template's for this sandbox; see Limits. A value
+	// above the template's is InvalidArgument.
+	Limits        *Limits `protobuf:"bytes,4,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateSandboxRequest) Reset() {
 	*x = CreateSandboxRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[1]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +603,7 @@ func (x *CreateSandboxRequest) String() string {
 func (*CreateSandboxRequest) ProtoMessage() {}
 
 func (x *CreateSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[1]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +616,7 @@ func (x *CreateSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSandboxRequest.ProtoReflect.Descriptor instead.
 func (*CreateSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{1}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateSandboxRequest) GetTemplate() string {
@@ -386,6 +640,13 @@ func (x *CreateSandboxRequest) GetBypassPool() bool {
 	return false
 }
 
+func (x *CreateSandboxRequest) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
 type GetSandboxRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
@@ -395,7 +656,7 @@ type GetSandboxRequest struct {
 
 func (x *GetSandboxRequest) Reset() {
 	*x = GetSandboxRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[2]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +668,7 @@ func (x *GetSandboxRequest) String() string {
 func (*GetSandboxRequest) ProtoMessage() {}
 
 func (x *GetSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[2]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +681,7 @@ func (x *GetSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSandboxRequest.ProtoReflect.Descriptor instead.
 func (*GetSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{2}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetSandboxRequest) GetSandboxId() string {
@@ -440,7 +701,7 @@ type ListSandboxesRequest struct {
 
 func (x *ListSandboxesRequest) Reset() {
 	*x = ListSandboxesRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[3]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +713,7 @@ func (x *ListSandboxesRequest) String() string {
 func (*ListSandboxesRequest) ProtoMessage() {}
 
 func (x *ListSandboxesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[3]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +726,7 @@ func (x *ListSandboxesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSandboxesRequest.ProtoReflect.Descriptor instead.
 func (*ListSandboxesRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{3}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListSandboxesRequest) GetLabelSelector() map[string]string {
@@ -484,7 +745,7 @@ type ListSandboxesResponse struct {
 
 func (x *ListSandboxesResponse) Reset() {
 	*x = ListSandboxesResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[4]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +757,7 @@ func (x *ListSandboxesResponse) String() string {
 func (*ListSandboxesResponse) ProtoMessage() {}
 
 func (x *ListSandboxesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[4]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +770,7 @@ func (x *ListSandboxesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSandboxesResponse.ProtoReflect.Descriptor instead.
 func (*ListSandboxesResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{4}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListSandboxesResponse) GetSandboxes() []*Sandbox {
@@ -528,7 +789,7 @@ type DestroySandboxRequest struct {
 
 func (x *DestroySandboxRequest) Reset() {
 	*x = DestroySandboxRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[5]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +801,7 @@ func (x *DestroySandboxRequest) String() string {
 func (*DestroySandboxRequest) ProtoMessage() {}
 
 func (x *DestroySandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[5]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +814,7 @@ func (x *DestroySandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroySandboxRequest.ProtoReflect.Descriptor instead.
 func (*DestroySandboxRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{5}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DestroySandboxRequest) GetSandboxId() string {
@@ -571,7 +832,7 @@ type DestroySandboxResponse struct {
 
 func (x *DestroySandboxResponse) Reset() {
 	*x = DestroySandboxResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[6]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +844,7 @@ func (x *DestroySandboxResponse) String() string {
 func (*DestroySandboxResponse) ProtoMessage() {}
 
 func (x *DestroySandboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[6]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +857,7 @@ func (x *DestroySandboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroySandboxResponse.ProtoReflect.Descriptor instead.
 func (*DestroySandboxResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{6}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{8}
 }
 
 type ExecRequest struct {
@@ -621,7 +882,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[7]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +894,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[7]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +907,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{7}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecRequest) GetSandboxId() string {
@@ -713,14 +974,22 @@ type ExecResult struct {
 	// Python: the interpreter was restarted, so earlier variables are gone.
 	StateLost bool `protobuf:"varint,6,opt,name=state_lost,json=stateLost,proto3" json:"state_lost,omitempty"`
 	// Human-readable detail for non-OK results.
-	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Message string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	// CPU time the sandbox used while the Exec ran, from its host cgroup
+	// (all of the sandbox: other Execs running at the same time count too).
+	// A busy loop under limits.cpu 0.5 shows about half its duration.
+	CpuTime *durationpb.Duration `protobuf:"bytes,8,opt,name=cpu_time,json=cpuTime,proto3" json:"cpu_time,omitempty"`
+	// The sandbox's peak memory while the Exec ran, from its host cgroup:
+	// the number limits.memory is compared with. 0 when not measurable (cgroup
+	// v2 kernels before 6.12 cannot reset memory.peak per Exec).
+	PeakMemoryBytes int64 `protobuf:"varint,9,opt,name=peak_memory_bytes,json=peakMemoryBytes,proto3" json:"peak_memory_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExecResult) Reset() {
 	*x = ExecResult{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[8]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +1001,7 @@ func (x *ExecResult) String() string {
 func (*ExecResult) ProtoMessage() {}
 
 func (x *ExecResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[8]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +1014,7 @@ func (x *ExecResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResult.ProtoReflect.Descriptor instead.
 func (*ExecResult) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{8}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecResult) GetExitCode() int32 {
@@ -797,6 +1066,20 @@ func (x *ExecResult) GetMessage() string {
 	return ""
 }
 
+func (x *ExecResult) GetCpuTime() *durationpb.Duration {
+	if x != nil {
+		return x.CpuTime
+	}
+	return nil
+}
+
+func (x *ExecResult) GetPeakMemoryBytes() int64 {
+	if x != nil {
+		return x.PeakMemoryBytes
+	}
+	return 0
+}
+
 // ExecEvent is one message of an Exec stream.
 type ExecEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -812,7 +1095,7 @@ type ExecEvent struct {
 
 func (x *ExecEvent) Reset() {
 	*x = ExecEvent{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[9]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1107,7 @@ func (x *ExecEvent) String() string {
 func (*ExecEvent) ProtoMessage() {}
 
 func (x *ExecEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[9]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1120,7 @@ func (x *ExecEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecEvent.ProtoReflect.Descriptor instead.
 func (*ExecEvent) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{9}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecEvent) GetEvent() isExecEvent_Event {
@@ -913,7 +1196,7 @@ type FileHeader struct {
 
 func (x *FileHeader) Reset() {
 	*x = FileHeader{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1208,7 @@ func (x *FileHeader) String() string {
 func (*FileHeader) ProtoMessage() {}
 
 func (x *FileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1221,7 @@ func (x *FileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileHeader.ProtoReflect.Descriptor instead.
 func (*FileHeader) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{10}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FileHeader) GetSandboxId() string {
@@ -982,7 +1265,7 @@ type UploadRequest struct {
 
 func (x *UploadRequest) Reset() {
 	*x = UploadRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1277,7 @@ func (x *UploadRequest) String() string {
 func (*UploadRequest) ProtoMessage() {}
 
 func (x *UploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1290,7 @@ func (x *UploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
 func (*UploadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{11}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UploadRequest) GetMsg() isUploadRequest_Msg {
@@ -1064,7 +1347,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1359,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1372,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{12}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UploadResponse) GetPath() string {
@@ -1117,7 +1400,7 @@ type DownloadRequest struct {
 
 func (x *DownloadRequest) Reset() {
 	*x = DownloadRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1412,7 @@ func (x *DownloadRequest) String() string {
 func (*DownloadRequest) ProtoMessage() {}
 
 func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1425,7 @@ func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{13}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DownloadRequest) GetSandboxId() string {
@@ -1172,7 +1455,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1467,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1480,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{14}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FileInfo) GetPath() string {
@@ -1234,7 +1517,7 @@ type DownloadResponse struct {
 
 func (x *DownloadResponse) Reset() {
 	*x = DownloadResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1529,7 @@ func (x *DownloadResponse) String() string {
 func (*DownloadResponse) ProtoMessage() {}
 
 func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1542,7 @@ func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadResponse.ProtoReflect.Descriptor instead.
 func (*DownloadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{15}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DownloadResponse) GetMsg() isDownloadResponse_Msg {
@@ -1313,7 +1596,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1608,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1621,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{16}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{18}
 }
 
 type ListPoolsResponse struct {
@@ -1350,7 +1633,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1645,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1658,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{17}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -1413,7 +1696,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1708,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1721,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{18}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Pool) GetTemplate() string {
@@ -1516,7 +1799,7 @@ var File_sandbox_v1_sandbox_proto protoreflect.FileDescriptor
 const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\n" +
 	"\x18sandbox/v1/sandbox.proto\x12\n" +
-	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x03\n" +
+	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x04\n" +
 	"\aSandbox\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1a\n" +
@@ -1531,15 +1814,40 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\n" +
 	"cold_start\x18\b \x01(\bR\tcoldStart\x12\x1d\n" +
 	"\n" +
-	"oom_killed\x18\t \x01(\bR\toomKilled\x1a9\n" +
+	"oom_killed\x18\t \x01(\bR\toomKilled\x12*\n" +
+	"\x06limits\x18\n" +
+	" \x01(\v2\x12.sandbox.v1.LimitsR\x06limits\x12/\n" +
+	"\x05usage\x18\v \x01(\v2\x19.sandbox.v1.ResourceUsageR\x05usage\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd4\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x05\n" +
+	"\x06Limits\x12\x10\n" +
+	"\x03cpu\x18\x01 \x01(\x01R\x03cpu\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\x03 \x01(\x03R\tdiskBytes\x12\x1c\n" +
+	"\tprocesses\x18\x04 \x01(\x03R\tprocesses\x12\x1d\n" +
+	"\n" +
+	"open_files\x18\x05 \x01(\x03R\topenFiles\x12&\n" +
+	"\x0ffile_size_bytes\x18\x06 \x01(\x03R\rfileSizeBytes\x12!\n" +
+	"\foutput_bytes\x18\a \x01(\x03R\voutputBytes\x12*\n" +
+	"\x11upload_file_bytes\x18\b \x01(\x03R\x0fuploadFileBytes\x12,\n" +
+	"\x12upload_total_bytes\x18\t \x01(\x03R\x10uploadTotalBytes\x12;\n" +
+	"\x1apython_address_space_bytes\x18\n" +
+	" \x01(\x03R\x17pythonAddressSpaceBytes\x12C\n" +
+	"\x10exec_timeout_max\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0eexecTimeoutMax\x12K\n" +
+	"\x14exec_timeout_default\x18\f \x01(\v2\x19.google.protobuf.DurationR\x12execTimeoutDefault\x125\n" +
+	"\blifetime\x18\r \x01(\v2\x19.google.protobuf.DurationR\blifetime\x12<\n" +
+	"\fidle_timeout\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\"h\n" +
+	"\rResourceUsage\x124\n" +
+	"\bcpu_time\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\x80\x02\n" +
 	"\x14CreateSandboxRequest\x12\x1a\n" +
 	"\btemplate\x18\x01 \x01(\tR\btemplate\x12D\n" +
 	"\x06labels\x18\x02 \x03(\v2,.sandbox.v1.CreateSandboxRequest.LabelsEntryR\x06labels\x12\x1f\n" +
 	"\vbypass_pool\x18\x03 \x01(\bR\n" +
-	"bypassPool\x1a9\n" +
+	"bypassPool\x12*\n" +
+	"\x06limits\x18\x04 \x01(\v2\x12.sandbox.v1.LimitsR\x06limits\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
@@ -1568,7 +1876,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x05stdin\x18\a \x01(\fR\x05stdin\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfe\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe0\x02\n" +
 	"\n" +
 	"ExecResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12.\n" +
@@ -1579,7 +1887,9 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"error_name\x18\x05 \x01(\tR\terrorName\x12\x1d\n" +
 	"\n" +
 	"state_lost\x18\x06 \x01(\bR\tstateLost\x12\x18\n" +
-	"\amessage\x18\a \x01(\tR\amessage\"z\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x124\n" +
+	"\bcpu_time\x18\b \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12*\n" +
+	"\x11peak_memory_bytes\x18\t \x01(\x03R\x0fpeakMemoryBytes\"z\n" +
 	"\tExecEvent\x12\x18\n" +
 	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
 	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x120\n" +
@@ -1670,75 +1980,86 @@ func file_sandbox_v1_sandbox_proto_rawDescGZIP() []byte {
 }
 
 var file_sandbox_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_sandbox_v1_sandbox_proto_goTypes = []any{
 	(SandboxState)(0),              // 0: sandbox.v1.SandboxState
 	(Language)(0),                  // 1: sandbox.v1.Language
 	(ExecStatus)(0),                // 2: sandbox.v1.ExecStatus
 	(*Sandbox)(nil),                // 3: sandbox.v1.Sandbox
-	(*CreateSandboxRequest)(nil),   // 4: sandbox.v1.CreateSandboxRequest
-	(*GetSandboxRequest)(nil),      // 5: sandbox.v1.GetSandboxRequest
-	(*ListSandboxesRequest)(nil),   // 6: sandbox.v1.ListSandboxesRequest
-	(*ListSandboxesResponse)(nil),  // 7: sandbox.v1.ListSandboxesResponse
-	(*DestroySandboxRequest)(nil),  // 8: sandbox.v1.DestroySandboxRequest
-	(*DestroySandboxResponse)(nil), // 9: sandbox.v1.DestroySandboxResponse
-	(*ExecRequest)(nil),            // 10: sandbox.v1.ExecRequest
-	(*ExecResult)(nil),             // 11: sandbox.v1.ExecResult
-	(*ExecEvent)(nil),              // 12: sandbox.v1.ExecEvent
-	(*FileHeader)(nil),             // 13: sandbox.v1.FileHeader
-	(*UploadRequest)(nil),          // 14: sandbox.v1.UploadRequest
-	(*UploadResponse)(nil),         // 15: sandbox.v1.UploadResponse
-	(*DownloadRequest)(nil),        // 16: sandbox.v1.DownloadRequest
-	(*FileInfo)(nil),               // 17: sandbox.v1.FileInfo
-	(*DownloadResponse)(nil),       // 18: sandbox.v1.DownloadResponse
-	(*ListPoolsRequest)(nil),       // 19: sandbox.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),      // 20: sandbox.v1.ListPoolsResponse
-	(*Pool)(nil),                   // 21: sandbox.v1.Pool
-	nil,                            // 22: sandbox.v1.Sandbox.LabelsEntry
-	nil,                            // 23: sandbox.v1.CreateSandboxRequest.LabelsEntry
-	nil,                            // 24: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	nil,                            // 25: sandbox.v1.ExecRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
+	(*Limits)(nil),                 // 4: sandbox.v1.Limits
+	(*ResourceUsage)(nil),          // 5: sandbox.v1.ResourceUsage
+	(*CreateSandboxRequest)(nil),   // 6: sandbox.v1.CreateSandboxRequest
+	(*GetSandboxRequest)(nil),      // 7: sandbox.v1.GetSandboxRequest
+	(*ListSandboxesRequest)(nil),   // 8: sandbox.v1.ListSandboxesRequest
+	(*ListSandboxesResponse)(nil),  // 9: sandbox.v1.ListSandboxesResponse
+	(*DestroySandboxRequest)(nil),  // 10: sandbox.v1.DestroySandboxRequest
+	(*DestroySandboxResponse)(nil), // 11: sandbox.v1.DestroySandboxResponse
+	(*ExecRequest)(nil),            // 12: sandbox.v1.ExecRequest
+	(*ExecResult)(nil),             // 13: sandbox.v1.ExecResult
+	(*ExecEvent)(nil),              // 14: sandbox.v1.ExecEvent
+	(*FileHeader)(nil),             // 15: sandbox.v1.FileHeader
+	(*UploadRequest)(nil),          // 16: sandbox.v1.UploadRequest
+	(*UploadResponse)(nil),         // 17: sandbox.v1.UploadResponse
+	(*DownloadRequest)(nil),        // 18: sandbox.v1.DownloadRequest
+	(*FileInfo)(nil),               // 19: sandbox.v1.FileInfo
+	(*DownloadResponse)(nil),       // 20: sandbox.v1.DownloadResponse
+	(*ListPoolsRequest)(nil),       // 21: sandbox.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),      // 22: sandbox.v1.ListPoolsResponse
+	(*Pool)(nil),                   // 23: sandbox.v1.Pool
+	nil,                            // 24: sandbox.v1.Sandbox.LabelsEntry
+	nil,                            // 25: sandbox.v1.CreateSandboxRequest.LabelsEntry
+	nil,                            // 26: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	nil,                            // 27: sandbox.v1.ExecRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil),  // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 29: google.protobuf.Duration
 }
 var file_sandbox_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: sandbox.v1.Sandbox.state:type_name -> sandbox.v1.SandboxState
-	26, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	26, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
-	22, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
-	23, // 4: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
-	24, // 5: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	3,  // 6: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
-	1,  // 7: sandbox.v1.ExecRequest.language:type_name -> sandbox.v1.Language
-	27, // 8: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	25, // 9: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
-	2,  // 10: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
-	27, // 11: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
-	11, // 12: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
-	13, // 13: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
-	17, // 14: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
-	21, // 15: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
-	4,  // 16: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
-	5,  // 17: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
-	6,  // 18: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
-	8,  // 19: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
-	10, // 20: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
-	14, // 21: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
-	16, // 22: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
-	19, // 23: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
-	3,  // 24: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
-	3,  // 25: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
-	7,  // 26: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
-	9,  // 27: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
-	12, // 28: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
-	15, // 29: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
-	18, // 30: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
-	20, // 31: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	28, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	28, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
+	4,  // 4: sandbox.v1.Sandbox.limits:type_name -> sandbox.v1.Limits
+	5,  // 5: sandbox.v1.Sandbox.usage:type_name -> sandbox.v1.ResourceUsage
+	29, // 6: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
+	29, // 7: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
+	29, // 8: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
+	29, // 9: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
+	29, // 10: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
+	25, // 11: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
+	4,  // 12: sandbox.v1.CreateSandboxRequest.limits:type_name -> sandbox.v1.Limits
+	26, // 13: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	3,  // 14: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
+	1,  // 15: sandbox.v1.ExecRequest.language:type_name -> sandbox.v1.Language
+	29, // 16: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	27, // 17: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
+	2,  // 18: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
+	29, // 19: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
+	29, // 20: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
+	13, // 21: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
+	15, // 22: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
+	19, // 23: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
+	23, // 24: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
+	6,  // 25: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
+	7,  // 26: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
+	8,  // 27: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
+	10, // 28: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
+	12, // 29: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
+	16, // 30: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
+	18, // 31: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
+	21, // 32: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
+	3,  // 33: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
+	3,  // 34: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
+	9,  // 35: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
+	11, // 36: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
+	14, // 37: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
+	17, // 38: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
+	20, // 39: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
+	22, // 40: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
+	33, // [33:41] is the sub-list for method output_type
+	25, // [25:33] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_sandbox_v1_sandbox_proto_init() }
@@ -1746,16 +2067,16 @@ func file_sandbox_v1_sandbox_proto_init() {
 	if File_sandbox_v1_sandbox_proto != nil {
 		return
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[9].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[11].OneofWrappers = []any{
 		(*ExecEvent_Stdout)(nil),
 		(*ExecEvent_Stderr)(nil),
 		(*ExecEvent_Result)(nil),
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[11].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[13].OneofWrappers = []any{
 		(*UploadRequest_Header)(nil),
 		(*UploadRequest_Chunk)(nil),
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[15].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[17].OneofWrappers = []any{
 		(*DownloadResponse_Info)(nil),
 		(*DownloadResponse_Chunk)(nil),
 	}
@@ -1765,7 +2086,7 @@ func file_sandbox_v1_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sandbox_v1_sandbox_proto_rawDesc), len(file_sandbox_v1_sandbox_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
