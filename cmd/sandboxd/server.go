@@ -20,7 +20,10 @@ type server struct {
 }
 
 func (s *server) CreateSandbox(ctx context.Context, req *sandboxv1.CreateSandboxRequest) (*sandboxv1.Sandbox, error) {
-	info, err := s.m.Create(ctx, manager.CreateRequest{Template: req.GetTemplate(), Labels: req.GetLabels(), BypassPool: req.GetBypassPool()})
+	info, err := s.m.Create(ctx, manager.CreateRequest{
+		Template: req.GetTemplate(), Labels: req.GetLabels(), BypassPool: req.GetBypassPool(),
+		Limits: limitsFromProto(req.GetLimits()),
+	})
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -101,6 +104,8 @@ func toProto(i manager.Info) *sandboxv1.Sandbox {
 		Labels:      i.Labels,
 		ColdStart:   i.ColdStart,
 		OomKilled:   i.OOMKilled,
+		Limits:      limitsToProto(i.Limits),
+		Usage:       usageToProto(i.Usage),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 	"github.com/sandboxd/sandboxd/runtime/identifiers"
 	"github.com/sandboxd/sandboxd/runtime/ocispec"
+	"github.com/sandboxd/sandboxd/runtime/pool"
 	"github.com/sandboxd/sandboxd/runtime/sandbox"
 )
 
@@ -28,6 +29,9 @@ type CreateRequest struct {
 	Labels map[string]string
 	// BypassPool boots a fresh sandbox even if the pool has one ready.
 	BypassPool bool
+	// Limits lower the template's limits for this sandbox; zero fields keep
+	// the template's. Lowering one fixed at boot skips the pool.
+	Limits Limits
 }
 
 // Create returns a sandbox of the requested template: warm from its pool
@@ -43,6 +47,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 		}
 		return Info{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
+	tmpl, atBoot, err := lower(tmpl, req.Limits)
+	if err != nil {
+		return Info{}, err
+	}
 	if m.isClosed() {
 		return Info{}, errShuttingDown
 	}
@@ -54,12 +62,20 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 	var cold bool
 	var release func()
 	if p := m.poolFor(tmpl.Name); p != nil {
-		s, c, err := p.Acquire(bctx, req.BypassPool)
+		var s pool.Sandbox
+		var err error
+		if atBoot {
+			// Pooled sandboxes were booted with the template's limits.
+			s, err = p.BootWith(bctx, m.booter(tmpl))
+			cold = true
+		} else {
+			s, cold, err = p.Acquire(bctx, req.BypassPool)
+		}
 		if err != nil {
 			m.metrics.AcquireFailed()
 			return Info{}, m.bootFailed(ctx, tmpl, err)
 		}
-		sb, cold, release = s.(*sandbox.Sandbox), c, p.Release
+		sb, release = s.(*sandbox.Sandbox), p.Release
 	} else {
 		if !m.slots.TryAcquire() {
 			m.metrics.AcquireFailed()

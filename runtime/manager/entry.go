@@ -36,6 +36,19 @@ type Info struct {
 	Labels    map[string]string
 	ColdStart bool
 	OOMKilled bool
+	// Limits are the limits the sandbox runs with.
+	Limits Limits
+	// Usage is what the sandbox uses now; set by Get for a running sandbox
+	// whose cgroup could be read.
+	Usage *Usage
+}
+
+// Usage is what a sandbox uses, as its host cgroup counts it.
+type Usage struct {
+	// CPU is the CPU time used since boot.
+	CPU time.Duration
+	// Memory is the memory in use now, in bytes.
+	Memory int64
 }
 
 // entry is the manager's record of one sandbox.
@@ -91,6 +104,6 @@ func (e *entry) info() Info {
 	return Info{
 		ID: e.id, Template: e.tmpl.Name, State: st, Reason: reason,
 		CreatedAt: e.createdAt, ExpiresAt: e.expiresAt(), Labels: e.labels, ColdStart: e.cold,
-		OOMKilled: st == StateDead && e.sb.OOMKilled(),
+		OOMKilled: st == StateDead && e.sb.OOMKilled(), Limits: limitsOf(e.tmpl),
 	}
 }

@@ -50,7 +50,16 @@ func (m *Manager) Upload(ctx context.Context, hdr *sandboxv1.FileHeader, next fu
 		return nil, m.fileFailed(e, "uploading", path, recvErr(stream, err))
 	}
 	limits := e.tmpl.Limits
-	var size int64
+	// Each chunk is charged to the sandbox's upload_total before it is
+	// passed on, so that uploads running at the same time cannot each see
+	// the whole budget; a failed upload gives its bytes back.
+	var size, charged int64
+	done := false
+	defer func() {
+		if !done {
+			e.uploaded.Add(-charged)
+		}
+	}()
 	for {
 		chunk, err := next()
 		if err == io.EOF {
@@ -59,13 +68,16 @@ func (m *Manager) Upload(ctx context.Context, hdr *sandboxv1.FileHeader, next fu
 		if err != nil {
 			return nil, err
 		}
-		size += int64(len(chunk))
+		n := int64(len(chunk))
+		size += n
 		if size > limits.UploadFile {
 			return nil, fmt.Errorf("upload of %q is larger than %d bytes (policy limits.upload_file): %w", path, limits.UploadFile, errdefs.ErrResourceExhausted)
 		}
-		if e.uploaded.Load()+size > limits.UploadTotal {
+		if e.uploaded.Add(n) > limits.UploadTotal {
+			e.uploaded.Add(-n)
 			return nil, fmt.Errorf("sandbox %q would exceed its %d bytes of uploads (policy limits.upload_total): %w", e.id, limits.UploadTotal, errdefs.ErrResourceExhausted)
 		}
+		charged += n
 		if err := stream.Send(&sandboxv1.UploadRequest{Msg: &sandboxv1.UploadRequest_Chunk{Chunk: chunk}}); err != nil {
 			return nil, m.fileFailed(e, "uploading", path, recvErr(stream, err))
 		}
@@ -74,7 +86,7 @@ func (m *Manager) Upload(ctx context.Context, hdr *sandboxv1.FileHeader, next fu
 	if err != nil {
 		return nil, m.fileFailed(e, "uploading", path, err)
 	}
-	e.uploaded.Add(size)
+	done = true
 	return &sandboxv1.UploadResponse{Path: resp.GetPath(), Size: size}, nil
 }
 

@@ -18,7 +18,13 @@ func (m *Manager) Get(id string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	return e.info(), nil
+	info := e.info()
+	if g := e.sb.Cgroup(); g != nil && info.State == StateRunning {
+		if st, err := g.Stats(); err == nil {
+			info.Usage = &Usage{CPU: st.CPUUsage, Memory: st.MemoryCurrent}
+		}
+	}
+	return info, nil
 }
 
 // List describes the sandboxes that carry all labels of selector, oldest

@@ -110,6 +110,19 @@ func (p *Pool) total() int { return len(p.idle) + p.refilling + p.coldBooting + 
 // host is full. The caller owns the sandbox and must call Release when it
 // is gone.
 func (p *Pool) Acquire(ctx context.Context, bypass bool) (Sandbox, bool, error) {
+	return p.acquire(ctx, bypass, p.boot)
+}
+
+// BootWith boots a sandbox for the caller with boot instead of the pool's
+// booter (a sandbox with other limits than the template's), counted
+// against MaxTotal and the host's slots like any sandbox of the template.
+// The caller must call Release when it is gone.
+func (p *Pool) BootWith(ctx context.Context, boot Booter) (Sandbox, error) {
+	sb, _, err := p.acquire(ctx, true, boot)
+	return sb, err
+}
+
+func (p *Pool) acquire(ctx context.Context, bypass bool, boot Booter) (Sandbox, bool, error) {
 	p.mu.Lock()
 	for {
 		if p.closed {
@@ -151,7 +164,7 @@ func (p *Pool) Acquire(ctx context.Context, bypass bool) (Sandbox, bool, error) 
 	p.misses++
 	p.mu.Unlock()
 
-	sb, err := p.boot(ctx)
+	sb, err := boot(ctx)
 	p.mu.Lock()
 	p.coldBooting--
 	if err != nil {

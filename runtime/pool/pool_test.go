@@ -299,3 +299,26 @@ func BenchmarkAcquireHit(b *testing.B) {
 		}
 	}
 }
+
+// TestBootWithUsesItsBooterAndCountsAgainstMaxTotal guarantees that a
+// sandbox booted with other limits comes from the given booter, never from
+// the idle list, and takes a place under MaxTotal.
+func TestBootWithUsesItsBooterAndCountsAgainstMaxTotal(t *testing.T) {
+	pooled, custom := &fakeBooter{}, &fakeBooter{}
+	p := New("python", Config{TargetIdle: 1, MaxTotal: 2, MaxBooting: 1}, pooled.boot, &countSlots{max: 100}, quiet)
+	defer p.Close()
+	waitFor(t, "1 idle", func() bool { return p.Status().Idle == 1 })
+	sb, err := p.BootWith(context.Background(), custom.boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	custom.mu.Lock()
+	fromCustom := len(custom.made) == 1 && Sandbox(custom.made[0]) == sb
+	custom.mu.Unlock()
+	if !fromCustom || p.Status().Idle != 1 {
+		t.Fatalf("BootWith did not boot with its own booter (idle %d)", p.Status().Idle)
+	}
+	if _, err := p.BootWith(context.Background(), custom.boot); !errors.Is(err, errdefs.ErrResourceExhausted) {
+		t.Fatalf("BootWith over max_total 2 (1 idle, 1 custom): %v", err)
+	}
+}

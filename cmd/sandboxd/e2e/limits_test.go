@@ -5,6 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
 
@@ -55,4 +59,98 @@ func TestEndlessOutputIsTruncated(t *testing.T) {
 		t.Fatalf("message %q does not name the limit", r.result.Message)
 	}
 	wantOK(t, sh(t, d, id, "true"))
+}
+
+// TestMemoryBombUnderPythonCapRaisesMemoryError guarantees that with
+// limits.python_address_space a Python memory bomb raises MemoryError: the
+// sandbox stays RUNNING, earlier variables survive, and the result reports
+// the Exec's peak memory below the memory limit.
+func TestMemoryBombUnderPythonCapRaisesMemoryError(t *testing.T) {
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "limits.yaml")})
+	sb, err := d.createFrom(t, &sandboxv1.CreateSandboxRequest{Template: "capped"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sb.SandboxId
+	wantOK(t, py(t, d, id, "kept = 42"))
+	r := py(t, d, id, "chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))")
+	t.Logf("memory bomb: %v", r.result)
+	if r.result.Status != sandboxv1.ExecStatus_EXEC_STATUS_ERROR || r.result.ErrorName != "MemoryError" {
+		t.Fatalf("memory bomb under the cap: %v %q, want ERROR MemoryError", r.result, r.stderr)
+	}
+	if peak := r.result.PeakMemoryBytes; peak != 0 && (peak < 200<<20 || peak >= 512<<20) {
+		t.Errorf("peak memory %d MiB, want between 200 MiB and the 512 MiB limit", peak>>20)
+	}
+	r = py(t, d, id, "del chunks\nkept")
+	if r.result.Value != "42" || r.result.StateLost {
+		t.Fatalf("after MemoryError: %v", r.result)
+	}
+	got, err := d.client.GetSandbox(ctx(t), &sandboxv1.GetSandboxRequest{SandboxId: id})
+	if err != nil || got.State != sandboxv1.SandboxState_SANDBOX_STATE_RUNNING || got.OomKilled {
+		t.Fatalf("GetSandbox after MemoryError: %v %v", got, err)
+	}
+}
+
+// TestCPUSpinIsThrottledToQuota guarantees that a busy loop in a sandbox
+// with limits.cpu 0.5 gets about half a core: the Exec's CPU time, measured
+// from the sandbox's host cgroup, is about half its duration.
+func TestCPUSpinIsThrottledToQuota(t *testing.T) {
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "limits.yaml")})
+	sb, err := d.createFrom(t, &sandboxv1.CreateSandboxRequest{Template: "capped"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := py(t, d, sb.SandboxId, "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 4:\n    pass")
+	wantOK(t, r)
+	cpu, wall := r.result.CpuTime.AsDuration(), r.result.Duration.AsDuration()
+	ratio := cpu.Seconds() / wall.Seconds()
+	t.Logf("spin: cpu %v over %v = %.2f cores", cpu, wall, ratio)
+	if ratio < 0.35 || ratio > 0.65 {
+		t.Fatalf("a busy loop under cpu 0.5 used %.2f cores (cpu %v, wall %v)", ratio, cpu, wall)
+	}
+	wantOK(t, py(t, d, sb.SandboxId, "print('fine')"))
+}
+
+// TestRequestLimitsLowerTemplateLimits guarantees that CreateSandbox limits
+// only lower the template's: a lower memory limit boots a sandbox for the
+// request (not from the pool) whose GetSandbox shows the limits and live
+// usage and whose memory really is capped there (a 400 MiB allocation that
+// the template would allow is OOM-killed); a lower exec timeout maximum is
+// enforced on a pooled sandbox; a raise is InvalidArgument.
+func TestRequestLimitsLowerTemplateLimits(t *testing.T) {
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "limits.yaml")})
+	_, err := d.createFrom(t, &sandboxv1.CreateSandboxRequest{Limits: &sandboxv1.Limits{MemoryBytes: 4 << 30}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "limits.memory_bytes") {
+		t.Fatalf("raising memory: %v, want InvalidArgument naming limits.memory_bytes", err)
+	}
+
+	d.waitPool(t, "python", "1 idle", func(p *sandboxv1.Pool) bool { return p.Idle == 1 })
+	sb, err := d.createFrom(t, &sandboxv1.CreateSandboxRequest{Limits: &sandboxv1.Limits{ExecTimeoutMax: durationpb.New(2 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.ColdStart || sb.Limits.GetExecTimeoutMax().AsDuration() != 2*time.Second {
+		t.Fatalf("a runtime-only override should come from the pool with the lower maximum: %v", sb)
+	}
+	_, err = d.tryRun(ctx(t), sb.SandboxId, &sandboxv1.ExecRequest{SandboxId: sb.SandboxId, Language: sandboxv1.Language_LANGUAGE_BASH, Code: "true", Timeout: durationpb.New(time.Minute)})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("an Exec over the lowered maximum: %v, want InvalidArgument", err)
+	}
+
+	sb, err = d.createFrom(t, &sandboxv1.CreateSandboxRequest{Limits: &sandboxv1.Limits{MemoryBytes: 256 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sb.ColdStart || sb.Limits.GetMemoryBytes() != 256<<20 {
+		t.Fatalf("a lower memory limit must boot a sandbox with it: %v", sb)
+	}
+	got, err := d.client.GetSandbox(ctx(t), &sandboxv1.GetSandboxRequest{SandboxId: sb.SandboxId})
+	if err != nil || got.Usage.GetMemoryBytes() <= 0 || got.Usage.GetCpuTime().AsDuration() <= 0 {
+		t.Fatalf("GetSandbox usage: %v %v", got.GetUsage(), err)
+	}
+	r := py(t, d, sb.SandboxId, "b = bytearray(400 << 20)\nb[::4096] = b'x' * len(b[::4096])")
+	if r.result.Status != sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED {
+		t.Fatalf("400 MiB under a requested 256 MiB limit: %v", r.result)
+	}
+	wantOK(t, py(t, d, d.create(t), "print('still serving')"))
 }
