@@ -26,6 +26,12 @@ chroot --userspec=1000:1000 "$root" env HOME=/home/sandbox \
 	python3 -c 'import matplotlib.font_manager as f; f._load_fontmanager(try_read_cache=False)'
 chown -R 1000:1000 "$root/home/sandbox"
 
+# mmdebstrap copies the build host's resolver and hostname; a sandbox has no
+# network and must learn nothing of the host that built its rootfs.
+printf '# sandboxes have no network and no resolver\n' > "$root/etc/resolv.conf"
+printf 'sandbox\n' > "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+
 # Nothing in the sandbox needs apt state, docs or setuid bits.
 rm -rf "$root/var/lib/apt/lists"/* "$root/var/cache/apt"/* \
 	"$root/usr/share/doc"/* "$root/usr/share/man"/* "$root/usr/share/info"/*

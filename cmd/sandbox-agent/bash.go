@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,10 +41,10 @@ const drainGrace = 100 * time.Millisecond
 // output pipes are at EOF (a background child holding stdout keeps the Exec
 // open, as a shell's command substitution would wait), or at the deadline or
 // on cancellation, which kill bash's whole process group.
-func runBash(ctx context.Context, job *execJob, out *output) (*sandboxv1.ExecResult, error) {
+func runBash(ctx context.Context, job *execJob, processes uint64, out *output) (*sandboxv1.ExecResult, error) {
 	var pipes pipeSet
 	defer pipes.closeAll() // also unblocks feed if bash never read its stdin
-	script, err := scriptFile(job.code)
+	script, err := scriptFile(job.code, processes)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +78,9 @@ func runBash(ctx context.Context, job *execJob, out *output) (*sandboxv1.ExecRes
 		childEnds = append(childEnds, stdinR)
 	}
 	if err := cmd.Start(); err != nil {
+		if errors.Is(err, syscall.EAGAIN) {
+			return nil, status.Errorf(codes.ResourceExhausted, "cannot start bash: the sandbox's processes and threads are at its limit (limits.processes): end some first")
+		}
 		return nil, status.Errorf(codes.Internal, "starting bash: %v", err)
 	}
 	for _, f := range childEnds {
@@ -135,15 +139,21 @@ func runBash(ctx context.Context, job *execJob, out *output) (*sandboxv1.ExecRes
 
 // scriptFile returns an in-memory file holding the script. Bash reads a
 // script on a seekable file in blocks but one on a pipe a byte per read(2),
-// which in gVisor costs seconds for a script of a few hundred KiB.
-func scriptFile(code string) (*os.File, error) {
+// which in gVisor costs seconds for a script of a few hundred KiB. A
+// non-zero processes limit is set first, soft and hard (ulimit -u), so the
+// script runs under the code's process limit rather than the agent's.
+func scriptFile(code string, processes uint64) (*os.File, error) {
+	prefix := scriptPrefix
+	if processes > 0 {
+		prefix += fmt.Sprintf("ulimit -u %d; ", processes)
+	}
 	fd, err := unix.MemfdCreate("sandboxd-script", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "creating the script file: %v", err)
 	}
 	f := os.NewFile(uintptr(fd), "script")
 	// WriteAt leaves the offset at 0, where bash starts reading.
-	if _, err := f.WriteAt([]byte(scriptPrefix+code), 0); err != nil {
+	if _, err := f.WriteAt([]byte(prefix+code), 0); err != nil {
 		f.Close()
 		return nil, status.Errorf(codes.Internal, "writing the script file: %v", err)
 	}

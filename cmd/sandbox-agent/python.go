@@ -24,9 +24,8 @@ type python struct {
 	mu    sync.Mutex // held while a worker starts
 	w     *worker    // guarded by mu
 	down  bool       // guarded by mu: shutdown was called, start no worker
-	// addressSpace is guarded by mu: RLIMIT_AS of workers started from now
-	// on; 0: unchanged.
-	addressSpace uint64
+	// limits is guarded by mu: the limits of workers started from now on.
+	limits workerLimits
 	// unseen is guarded by mu: how the last worker died, when no Exec was
 	// running to report it (killed from bash, out of memory); the next Exec
 	// reports it as a lost state.
@@ -51,7 +50,7 @@ func (p *python) ensure(ctx context.Context) (*worker, error) {
 		}
 		p.w.kill() // what is left of its process group, and its socket
 	}
-	w, err := startWorker(ctx, p.addressSpace)
+	w, err := startWorker(ctx, p.limits)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
@@ -130,11 +129,17 @@ func (p *python) reportUnseen(res *sandboxv1.ExecResult) {
 	res.Message = note
 }
 
-// limitAddressSpace sets RLIMIT_AS for workers started from now on.
-func (p *python) limitAddressSpace(n uint64) {
+// setLimits sets the limits of workers started from now on; a zero field
+// keeps the current value.
+func (p *python) setLimits(l workerLimits) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.addressSpace = n
+	if l.addressSpace != 0 {
+		p.limits.addressSpace = l.addressSpace
+	}
+	if l.processes != 0 {
+		p.limits.processes = l.processes
+	}
 }
 
 // shutdown kills the worker, if any, and keeps new ones from starting.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -35,6 +36,8 @@ type server struct {
 	agentv1.UnimplementedAgentServiceServer
 	workspace string
 	python    *python
+	// processes is RLIMIT_NPROC for bash Execs; 0: inherit the agent's.
+	processes atomic.Uint64
 }
 
 func newServer(workspace string, log *slog.Logger) *server {
@@ -57,11 +60,14 @@ type execJob struct {
 // Ping answers with the agent's pid, after starting the Python worker if
 // asked to.
 func (s *server) Ping(ctx context.Context, req *agentv1.PingRequest) (*agentv1.PingResponse, error) {
-	if n := req.GetPythonAddressSpace(); n < 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "python_address_space %d is negative", n)
-	} else if n > 0 {
-		s.python.limitAddressSpace(uint64(n))
+	as, nproc := req.GetPythonAddressSpace(), req.GetCodeProcesses()
+	if as < 0 || nproc < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "negative limit: python_address_space %d, code_processes %d", as, nproc)
 	}
+	if nproc > 0 {
+		s.processes.Store(uint64(nproc))
+	}
+	s.python.setLimits(workerLimits{addressSpace: uint64(as), processes: uint64(nproc)})
 	if req.GetStartPython() {
 		if _, err := s.python.ensure(ctx); err != nil {
 			return nil, err
@@ -81,7 +87,7 @@ func (s *server) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreamingSer
 	var res *sandboxv1.ExecResult
 	switch req.GetLanguage() {
 	case sandboxv1.Language_LANGUAGE_BASH:
-		res, err = runBash(stream.Context(), job, out)
+		res, err = runBash(stream.Context(), job, s.processes.Load(), out)
 	default:
 		res, err = s.python.exec(stream.Context(), job, out)
 	}

@@ -70,10 +70,17 @@ type kernelResult struct {
 	ErrorName string `json:"error_name"`
 }
 
+// workerLimits are rlimits of the interpreter; zero leaves one as the
+// agent's.
+type workerLimits struct {
+	addressSpace uint64 // RLIMIT_AS
+	processes    uint64 // RLIMIT_NPROC
+}
+
 // startWorker starts an interpreter and waits until its kernel is ready.
-// A non-zero addressSpace becomes the interpreter's RLIMIT_AS, set before
-// its kernel can run any cell.
-func startWorker(ctx context.Context, addressSpace uint64) (*worker, error) {
+// The limits are set before its kernel can run any cell; setting the hard
+// limits too keeps cells from raising them again.
+func startWorker(ctx context.Context, limits workerLimits) (*worker, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("creating the worker socket: %w", err)
@@ -107,14 +114,18 @@ func startWorker(ctx context.Context, addressSpace uint64) (*worker, error) {
 		_ = cmd.Wait() // the exit status is in cmd.ProcessState
 		close(w.exited)
 	}()
-	if addressSpace > 0 {
-		// Cells only run after the ready frame below, so the limit is in
-		// place before any user code; the hard limit keeps cells from
-		// raising it again.
-		lim := unix.Rlimit{Cur: addressSpace, Max: addressSpace}
-		if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_AS, &lim, nil); err != nil {
+	for _, l := range []struct {
+		resource int
+		v        uint64
+		name     string
+	}{{unix.RLIMIT_AS, limits.addressSpace, "address space"}, {unix.RLIMIT_NPROC, limits.processes, "process"}} {
+		if l.v == 0 {
+			continue
+		}
+		lim := unix.Rlimit{Cur: l.v, Max: l.v}
+		if err := unix.Prlimit(cmd.Process.Pid, l.resource, &lim, nil); err != nil {
 			w.kill()
-			return nil, fmt.Errorf("setting the Python interpreter's address space limit: %w", err)
+			return nil, fmt.Errorf("setting the Python interpreter's %s limit: %w", l.name, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, workerStartTimeout)

@@ -13,12 +13,22 @@ func createCommand() *command {
 Create boots a sandbox from a template of the daemon's policy and prints its
 ID alone on a line, so that scripts can do id=$(sandboxctl create).
 With --json it prints the whole sandbox instead (cold_start says whether it
-was booted for the request or taken warm from the template's pool).`, 0, 0)
+was booted for the request or taken warm from the template's pool).
+
+The flags that name a policy key (--memory 512Mi, --cpu 0.5, --exec-timeout
+30s, ...) lower the template's limits for this sandbox only: the daemon
+refuses a value above the template's (invalid argument), and a flag left
+out keeps the template's value. Sizes are written as in the policy file
+(512Mi, 1G, 1048576), durations as 90s, 10m or 1h30m. Lowering a limit
+fixed at boot (cpu, memory, disk, processes, open files, file size, Python
+address space) boots a fresh sandbox instead of taking one from the pool.
+"sandboxctl get" shows the limits in force.`, 0, 0)
 	template := cmd.flags.String("template", "", "policy `NAME` of the template (default: the policy's default template)")
 	labels := keyValues{}
 	cmd.flags.Var(labels, "label", "attach label `KEY=VALUE` to the sandbox (repeatable)")
 	asJSON := cmd.flags.Bool("json", false, "print the sandbox as JSON")
 	bypass := cmd.flags.Bool("bypass-pool", false, "boot a fresh sandbox even if the pool has one ready")
+	limits := addLimitFlags(cmd.flags)
 
 	cmd.run = func(ctx context.Context, c *cli, _ []string) error {
 		client, err := c.client()
@@ -29,6 +39,7 @@ was booted for the request or taken warm from the template's pool).`, 0, 0)
 			Template:   *template,
 			Labels:     labels,
 			BypassPool: *bypass,
+			Limits:     limitsRequest(limits),
 		})
 		if err != nil {
 			return err

@@ -23,6 +23,7 @@ const (
 	exitTimeout     = 124 // like timeout(1)
 	exitSandboxDied = 125
 	exitKilled      = 137 // 128 + SIGKILL
+	exitTruncated   = 141 // 128 + SIGPIPE: the output's reader went away
 )
 
 // languages maps --lang to the API's languages.
@@ -46,14 +47,24 @@ Exit status:
   0-255  the code's exit status (Python: 0, or 1 when the code raised)
   124    the code ran out of time (--timeout or the template's default)
   125    the sandbox died during the exec
-  137    the code was killed for another reason (e.g. its interpreter died)
+  137    the code was killed: out of memory, or another reason (e.g. its
+         interpreter died)
+  141    the output went over the template's limit (limits.output) and the
+         code was stopped
   130    interrupted by Ctrl-C (the daemon kills the code)
   1      also: sandboxctl failed (no such sandbox, daemon unreachable,
          unreadable file) or the daemon reported an unknown status
   2      usage error
 The daemon's message about the result, if any (why the code was stopped, a
 Python restart that lost earlier variables, bash's exit code), goes to
-standard error as a note: "sandboxctl: exec: MESSAGE".`
+standard error as a note: "sandboxctl: exec: MESSAGE".
+
+With --stats, once the code has ended (whatever its status), a last note
+says what it used, as the sandbox's host cgroup counts it:
+"sandboxctl: exec: cpu 1.234s, peak memory 180Mi, took 2.301s". The CPU
+time is the whole sandbox's during the exec; the peak memory is "unknown"
+where the host cannot measure it per exec. --stats leaves the exit status
+as it is.`
 
 // execCommand is "sandboxctl exec".
 func execCommand() *command {
@@ -65,6 +76,7 @@ func execCommand() *command {
 	workdir := cmd.flags.String("workdir", "", "working `DIR`, relative ones under /workspace (default: /workspace for bash, the interpreter's current directory for python)")
 	file := cmd.flags.String("file", "", "read the code from `FILE` (- for standard input)")
 	stdinFile := cmd.flags.String("stdin-file", "", "give the contents of `FILE` (at most 1 MiB; - for standard input) to the code on its standard input (default: none)")
+	stats := cmd.flags.Bool("stats", false, "once the code ends, print its CPU time, peak memory and duration on standard error")
 
 	cmd.run = func(ctx context.Context, c *cli, args []string) error {
 		language, ok := languages[*lang]
@@ -114,7 +126,7 @@ func execCommand() *command {
 			}
 			req.Stdin = stdin
 		}
-		return c.exec(ctx, cmd.name, req)
+		return c.exec(ctx, cmd.name, req, *stats)
 	}
 	return cmd
 }
@@ -158,8 +170,9 @@ func inputName(name string) string {
 }
 
 // exec runs req and copies its output as it arrives; it returns an
-// exitError carrying the status that execHelp documents.
-func (c *cli) exec(ctx context.Context, verb string, req *sandboxv1.ExecRequest) error {
+// exitError carrying the status that execHelp documents. With stats it
+// ends with the note of execStats.
+func (c *cli) exec(ctx context.Context, verb string, req *sandboxv1.ExecRequest, stats bool) error {
 	client, err := c.client()
 	if err != nil {
 		return err
@@ -191,6 +204,9 @@ func (c *cli) exec(ctx context.Context, verb string, req *sandboxv1.ExecRequest)
 			}
 		case *sandboxv1.ExecEvent_Result:
 			code, notes := execOutcome(e.Result)
+			if stats {
+				notes = append(notes, execStats(e.Result))
+			}
 			for _, n := range notes {
 				stderr.startLine()
 				c.note(verb, n)
@@ -223,6 +239,10 @@ func execOutcome(r *sandboxv1.ExecResult) (code int, notes []string) {
 		}
 	case sandboxv1.ExecStatus_EXEC_STATUS_KILLED:
 		code, stock = exitKilled, "killed"
+	case sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED:
+		code, stock = exitKilled, "killed: out of memory"
+	case sandboxv1.ExecStatus_EXEC_STATUS_OUTPUT_TRUNCATED:
+		code, stock = exitTruncated, "output truncated"
 	case sandboxv1.ExecStatus_EXEC_STATUS_SANDBOX_DIED:
 		code, stock = exitSandboxDied, "the sandbox died"
 	default:

@@ -162,6 +162,10 @@ func TestExecExitStatus(t *testing.T) {
 			"sandboxctl: exec: the sandbox was destroyed\n"},
 		{"sandbox died", &res{Status: died, ExitCode: -1, Message: "the sandbox died during the Exec: oom"}, 125,
 			"sandboxctl: exec: the sandbox died during the Exec: oom\n"},
+		{"out of memory", &res{Status: sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED, ExitCode: -1}, 137,
+			"sandboxctl: exec: killed: out of memory\n"},
+		{"output truncated", &res{Status: sandboxv1.ExecStatus_EXEC_STATUS_OUTPUT_TRUNCATED, ExitCode: -1, Message: "output exceeded 16 bytes"}, 141,
+			"sandboxctl: exec: output exceeded 16 bytes\n"},
 		{"sandbox died silently", &res{Status: died, ExitCode: -1}, 125,
 			"sandboxctl: exec: the sandbox died\n"},
 		{"state lost, explained", &res{Status: killed, ExitCode: -1, StateLost: true, Message: "the interpreter died; earlier variables are gone"}, 137,
@@ -177,6 +181,56 @@ func TestExecExitStatus(t *testing.T) {
 			wantExit(t, r, tc.code)
 			if r.stderr != tc.stderr {
 				t.Errorf("stderr = %q, want %q", r.stderr, tc.stderr)
+			}
+		})
+	}
+}
+
+// TestExecStats guarantees the note of --stats: after any other note,
+// whatever the status, on a line of its own, "unknown" for what the daemon
+// did not measure; without --stats nothing is added, and the exit status
+// is the same either way.
+func TestExecStats(t *testing.T) {
+	type res = sandboxv1.ExecResult
+	measured := func(r *res) *res {
+		r.CpuTime = durationpb.New(1234567 * time.Microsecond)
+		r.PeakMemoryBytes = 180<<20 + 4321
+		r.Duration = durationpb.New(2300 * time.Millisecond)
+		return r
+	}
+	for _, tc := range []struct {
+		name   string
+		events []*sandboxv1.ExecEvent
+		code   int
+		stderr string // with --stats
+		plain  string // without
+	}{
+		{"ok", []*sandboxv1.ExecEvent{resultEvent(measured(&res{Status: sandboxv1.ExecStatus_EXEC_STATUS_OK}))}, 0,
+			"sandboxctl: exec: cpu 1.235s, peak memory 180Mi, took 2.3s\n", ""},
+		{"after the code's stderr", []*sandboxv1.ExecEvent{stderrEvent("warn"), resultEvent(measured(&res{Status: sandboxv1.ExecStatus_EXEC_STATUS_OK}))}, 0,
+			"warn\nsandboxctl: exec: cpu 1.235s, peak memory 180Mi, took 2.3s\n", "warn"},
+		{"bash exit 3", []*sandboxv1.ExecEvent{resultEvent(measured(&res{Status: sandboxv1.ExecStatus_EXEC_STATUS_ERROR, ExitCode: 3}))}, 3,
+			"sandboxctl: exec: cpu 1.235s, peak memory 180Mi, took 2.3s\n", ""},
+		{"timeout, peak not measurable", []*sandboxv1.ExecEvent{resultEvent(&res{
+			Status: sandboxv1.ExecStatus_EXEC_STATUS_TIMEOUT, ExitCode: -1,
+			Duration: durationpb.New(30 * time.Second), CpuTime: durationpb.New(15 * time.Second),
+		})}, 124,
+			"sandboxctl: exec: timed out after 30s\nsandboxctl: exec: cpu 15s, peak memory unknown, took 30s\n",
+			"sandboxctl: exec: timed out after 30s\n"},
+		{"nothing measured", []*sandboxv1.ExecEvent{okResult}, 0,
+			"sandboxctl: exec: cpu unknown, peak memory unknown\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock := startFake(t, &fakeServer{exec: sendAll(tc.events...)})
+			r := runOn(t, sock, "", "exec", "--stats", "sb", "x")
+			wantExit(t, r, tc.code)
+			if r.stderr != tc.stderr {
+				t.Errorf("--stats: stderr = %q, want %q", r.stderr, tc.stderr)
+			}
+			r = runOn(t, sock, "", "exec", "sb", "x")
+			wantExit(t, r, tc.code)
+			if r.stderr != tc.plain {
+				t.Errorf("without --stats: stderr = %q, want %q", r.stderr, tc.plain)
 			}
 		})
 	}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"regexp"
 	"strings"
 	"time"
 
@@ -14,7 +17,10 @@ func getCommand() *command {
 	cmd := newCommand("get", "ID", "describe one sandbox", `
 Get prints one sandbox: its template, state (and why, when it is not
 RUNNING), when it was created, when the daemon destroys it at the latest,
-and its labels. With --json it prints the sandbox as JSON.`, 1, 1)
+its labels, the limits it runs with (its template's, lowered by create's
+limit flags) and, while it runs, its usage: the CPU time it has used since
+it booted and the memory it uses now, as its host cgroup counts them. With
+--json it prints the sandbox as JSON.`, 1, 1)
 	asJSON := cmd.flags.Bool("json", false, "print the sandbox as JSON")
 
 	cmd.run = func(ctx context.Context, c *cli, args []string) error {
@@ -30,7 +36,8 @@ and its labels. With --json it prints the sandbox as JSON.`, 1, 1)
 			return writeJSON(c.stdout, false, sb)
 		}
 		now := time.Now()
-		tw := newTable(c.stdout)
+		var buf bytes.Buffer
+		tw := newTable(&buf)
 		fmt.Fprintf(tw, "ID:\t%s\n", sb.GetSandboxId())
 		fmt.Fprintf(tw, "Template:\t%s\n", sb.GetTemplate())
 		fmt.Fprintf(tw, "State:\t%s\n", stateName(sb.GetState()))
@@ -46,10 +53,24 @@ and its labels. With --json it prints the sandbox as JSON.`, 1, 1)
 			fmt.Fprintf(tw, "Expires:\t%s (%s)\n", t.Local().Format(time.RFC3339), expiresIn(now, t))
 		}
 		fmt.Fprintf(tw, "Labels:\t%s\n", formatLabels(sb.GetLabels()))
-		return tw.Flush()
+		if sb.GetLimits() != nil {
+			writeLimits(tw, sb.GetLimits())
+		}
+		if sb.GetUsage() != nil {
+			writeUsage(tw, sb.GetUsage())
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		// Section headings (Limits:) are padded like any first cell.
+		_, err = io.WriteString(c.stdout, trailingSpaces.ReplaceAllString(buf.String(), ""))
+		return err
 	}
 	return cmd
 }
+
+// trailingSpaces matches the spaces that end a line.
+var trailingSpaces = regexp.MustCompile(`(?m) +$`)
 
 // stateName is the state without its enum prefix: RUNNING, DEAD.
 func stateName(s sandboxv1.SandboxState) string {

@@ -61,6 +61,7 @@ func (f *fakeServer) CreateSandbox(_ context.Context, req *sandboxv1.CreateSandb
 		CreatedAt: timestamppb.Now(),
 		ExpiresAt: timestamppb.New(time.Now().Add(time.Hour)),
 		Labels:    req.GetLabels(),
+		Limits:    req.GetLimits(), // the overrides only: enough to show them in get
 	}
 	if f.sandboxes == nil {
 		f.sandboxes = map[string]*sandboxv1.Sandbox{}
@@ -347,6 +348,9 @@ func TestUsageErrors(t *testing.T) {
 		{"create", "--label", "novalue"},
 		{"create", "--label", "=v"},
 		{"list", "--label", "x"},
+		{"create", "--memory", "1GB"},
+		{"create", "--cpu", "0"},
+		{"create", "--lifetime", "10"},
 		{"exec", "--env", "FOO", "id", "1"},
 		{"exec", "--lang", "ruby", "id", "1"},
 		{"exec", "--timeout", "-1s", "id", "1"},

@@ -34,7 +34,9 @@ func TestLowerOnlyLowersLimits(t *testing.T) {
 		{name: "lower output keeps the pool", o: Limits{Limits: policy.Limits{Output: 1 << 20}},
 			check: func(t *policy.Template) bool { return t.Limits.Output == 1<<20 }},
 		{name: "exec max pulls the default down", o: Limits{ExecTimeout: policy.ExecTimeout{Max: 5 * time.Second}},
-			check: func(t *policy.Template) bool { return t.ExecTimeout.Max == 5*time.Second && t.ExecTimeout.Default == 5*time.Second }},
+			check: func(t *policy.Template) bool {
+				return t.ExecTimeout.Max == 5*time.Second && t.ExecTimeout.Default == 5*time.Second
+			}},
 		{name: "lifetime pulls idle down", o: Limits{Lifetime: time.Minute},
 			check: func(t *policy.Template) bool { return t.Lifetime == time.Minute && t.IdleTimeout == time.Minute }},
 		{name: "upload_total pulls upload_file down", o: Limits{Limits: policy.Limits{UploadTotal: 1 << 20}},

@@ -40,6 +40,13 @@ const (
 	// so it stops fork bombs without the host pids limit that makes the
 	// gVisor sentry panic when hit.
 	DefaultProcesses = 256
+	// AgentProcessReserve is added to the processes limit of the container
+	// process, the agent. gVisor counts every task of the sandbox user
+	// against the limit of the task that forks, so the agent runs with this
+	// many more than the code, whose own limit the agent sets (Python
+	// worker, bash): code at its limit cannot keep the agent from starting
+	// a thread or a bash. 64 is well above the agent's ~15 threads.
+	AgentProcessReserve = 64
 	// DefaultFileSize (RLIMIT_FSIZE): no single file may exceed 1 GiB.
 	DefaultFileSize = 1 << 30
 	// DefaultTmpSize caps /tmp when Params leaves it zero; matches the
@@ -84,6 +91,9 @@ type Params struct {
 	CgroupsPath string
 }
 
+// CodeProcesses is the RLIMIT_NPROC the agent gives sandboxed code.
+func (p Params) CodeProcesses() uint64 { return orDefault(p.Processes, DefaultProcesses) }
+
 // Build returns the spec for p. It fails only on unusable parameters.
 func Build(p Params) (*specs.Spec, error) {
 	if !filepath.IsAbs(p.RootfsDir) {
@@ -116,7 +126,7 @@ func Build(p Params) (*specs.Spec, error) {
 			Rlimits: []specs.POSIXRlimit{
 				{Type: "RLIMIT_CORE", Hard: 0, Soft: 0},
 				rlimit("RLIMIT_NOFILE", p.OpenFiles, DefaultOpenFiles),
-				rlimit("RLIMIT_NPROC", p.Processes, DefaultProcesses),
+				rlimit("RLIMIT_NPROC", p.CodeProcesses()+AgentProcessReserve, 0),
 				rlimit("RLIMIT_FSIZE", p.FileSize, DefaultFileSize),
 			},
 		},

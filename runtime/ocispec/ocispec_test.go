@@ -82,8 +82,8 @@ func TestSpecRlimits(t *testing.T) {
 		p    func(*Params)
 		want map[string]uint64
 	}{
-		{"defaults", func(*Params) {}, map[string]uint64{"RLIMIT_CORE": 0, "RLIMIT_NOFILE": DefaultOpenFiles, "RLIMIT_NPROC": DefaultProcesses, "RLIMIT_FSIZE": DefaultFileSize}},
-		{"overrides", func(p *Params) { p.OpenFiles, p.Processes, p.FileSize = 64, 32, 1<<20 }, map[string]uint64{"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 64, "RLIMIT_NPROC": 32, "RLIMIT_FSIZE": 1 << 20}},
+		{"defaults", func(*Params) {}, map[string]uint64{"RLIMIT_CORE": 0, "RLIMIT_NOFILE": DefaultOpenFiles, "RLIMIT_NPROC": DefaultProcesses + AgentProcessReserve, "RLIMIT_FSIZE": DefaultFileSize}},
+		{"overrides", func(p *Params) { p.OpenFiles, p.Processes, p.FileSize = 64, 32, 1<<20 }, map[string]uint64{"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 64, "RLIMIT_NPROC": 32 + AgentProcessReserve, "RLIMIT_FSIZE": 1 << 20}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

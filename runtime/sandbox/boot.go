@@ -91,7 +91,12 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 	s.agent = agentv1.NewAgentServiceClient(conn)
 	s.undo.Push("closing agent connection", func(context.Context) error { return conn.Close() })
 
-	if _, err := s.agent.Ping(ctx, &agentv1.PingRequest{StartPython: cfg.StartPython, PythonAddressSpace: cfg.PythonAddressSpace}); err != nil {
+	ping := &agentv1.PingRequest{
+		StartPython:        cfg.StartPython,
+		PythonAddressSpace: cfg.PythonAddressSpace,
+		CodeProcesses:      int64(cfg.Spec.CodeProcesses()),
+	}
+	if _, err := s.agent.Ping(ctx, ping); err != nil {
 		return nil, fmt.Errorf("waiting for the sandbox agent: %w: %s", err, stderr.text())
 	}
 	t3 := time.Now()

@@ -33,6 +33,15 @@ var bins struct {
 	ctl     string // sandboxctl, built on first use
 }
 
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bins.dir != "" {
+		os.RemoveAll(bins.dir)
+	}
+	os.Exit(code)
+}
+
 // requireE2E skips the test unless the end-to-end prerequisites are there
 // (root, SANDBOXD_RUNSC, SANDBOXD_ROOTFS); under SANDBOXD_E2E=1 (make test,
 // CI) a missing prerequisite fails the test instead.
@@ -81,7 +90,9 @@ func buildBinaries() {
 
 // goBuild builds pkg into out; binaries without -race are static.
 func goBuild(out, pkg string, flags ...string) error {
-	args := append([]string{"build", "-o", out}, flags...)
+	// -trimpath: the agent is readable inside the sandbox and must not
+	// carry host paths.
+	args := append([]string{"build", "-trimpath", "-o", out}, flags...)
 	cmd := exec.Command("go", append(args, pkg)...)
 	cmd.Env = os.Environ()
 	if len(flags) == 0 {
@@ -109,6 +120,7 @@ type daemonOpts struct {
 	policy   string // policy file; empty: embedded default
 	stateDir string // reuse a state directory (restart tests)
 	env      []string
+	args     []string // extra daemon flags, e.g. --listen-tcp
 }
 
 // startDaemon starts sandboxd on a fresh socket and waits until its health
@@ -134,6 +146,7 @@ func startDaemon(t testing.TB, o daemonOpts) *daemon {
 	if o.policy != "" {
 		args = append(args, "--policy", o.policy)
 	}
+	args = append(args, o.args...)
 	d.cmd = exec.Command(bins.sandboxd, args...)
 	d.cmd.Env = append(os.Environ(), o.env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log

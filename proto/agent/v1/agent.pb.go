@@ -37,8 +37,12 @@ type PingRequest struct {
 	// and hard), so a runaway allocation raises MemoryError instead of taking
 	// the sandbox over its memory limit. 0 leaves the limit as it is.
 	PythonAddressSpace int64 `protobuf:"varint,2,opt,name=python_address_space,json=pythonAddressSpace,proto3" json:"python_address_space,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// RLIMIT_NPROC for the code (the Python worker started from now on and
+	// every later bash Exec). The agent itself runs with a higher limit, so
+	// code at its limit cannot starve the agent of threads. 0 leaves it.
+	CodeProcesses int64 `protobuf:"varint,3,opt,name=code_processes,json=codeProcesses,proto3" json:"code_processes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PingRequest) Reset() {
@@ -81,6 +85,13 @@ func (x *PingRequest) GetStartPython() bool {
 func (x *PingRequest) GetPythonAddressSpace() int64 {
 	if x != nil {
 		return x.PythonAddressSpace
+	}
+	return 0
+}
+
+func (x *PingRequest) GetCodeProcesses() int64 {
+	if x != nil {
+		return x.CodeProcesses
 	}
 	return 0
 }
@@ -134,10 +145,11 @@ var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14agent/v1/agent.proto\x12\bagent.v1\x1a\x18sandbox/v1/sandbox.proto\"b\n" +
+	"\x14agent/v1/agent.proto\x12\bagent.v1\x1a\x18sandbox/v1/sandbox.proto\"\x89\x01\n" +
 	"\vPingRequest\x12!\n" +
 	"\fstart_python\x18\x01 \x01(\bR\vstartPython\x120\n" +
-	"\x14python_address_space\x18\x02 \x01(\x03R\x12pythonAddressSpace\" \n" +
+	"\x14python_address_space\x18\x02 \x01(\x03R\x12pythonAddressSpace\x12%\n" +
+	"\x0ecode_processes\x18\x03 \x01(\x03R\rcodeProcesses\" \n" +
 	"\fPingResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid2\x8e\x02\n" +
 	"\fAgentService\x125\n" +
