@@ -61,7 +61,7 @@ func runBash(ctx context.Context, job *execJob, processes uint64, out *output) (
 		Path:        bashPath,
 		Args:        []string{"bash", fmt.Sprintf("/dev/fd/%d", scriptFD)},
 		Dir:         job.dir,
-		Env:         mergeEnv(job.env),
+		Env:         mergeEnv(job.codeEnv()),
 		Stdout:      stdoutW,
 		Stderr:      stderrW,
 		ExtraFiles:  []*os.File{script},
@@ -109,6 +109,8 @@ func runBash(ctx context.Context, job *execJob, processes uint64, out *output) (
 			waitEOF = nil
 		case <-timeout:
 			stopped = sandboxv1.ExecStatus_EXEC_STATUS_TIMEOUT
+		case <-job.memLow:
+			stopped = sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED
 		case <-ctx.Done():
 			stopped = sandboxv1.ExecStatus_EXEC_STATUS_KILLED
 		}
@@ -116,6 +118,7 @@ func runBash(ctx context.Context, job *execJob, processes uint64, out *output) (
 	if stopped != sandboxv1.ExecStatus_EXEC_STATUS_UNSPECIFIED {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
+		sweep(job.marker) // what left the process group
 	}
 	out.stop(drainGrace)
 
@@ -126,6 +129,8 @@ func runBash(ctx context.Context, job *execJob, processes uint64, out *output) (
 	case stopped == sandboxv1.ExecStatus_EXEC_STATUS_KILLED:
 		return &sandboxv1.ExecResult{ExitCode: -1, Status: stopped,
 			Message: "cancelled: bash and its process group were killed"}, nil
+	case stopped == sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED:
+		return &sandboxv1.ExecResult{ExitCode: -1, Status: stopped, Message: memLowMessage + "bash and its processes were killed; the sandbox keeps running"}, nil
 	case ws.Signaled():
 		return &sandboxv1.ExecResult{ExitCode: -1, Status: sandboxv1.ExecStatus_EXEC_STATUS_KILLED,
 			Message: fmt.Sprintf("bash was killed by signal %d (%v)", ws.Signal(), ws.Signal())}, nil

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,5 +155,43 @@ func TestExecValidation(t *testing.T) {
 			continue
 		}
 		wantCode(t, err, codes.InvalidArgument)
+	}
+}
+
+// TestTimeoutKillsEscapedChildren guarantees that a stopped Exec leaves no
+// process behind: not one that left bash's process group with setsid, not
+// a subprocess of a Python cell, while a process started by an Exec that
+// ended normally keeps running.
+func TestTimeoutKillsEscapedChildren(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t)
+	alive := func(pid string) bool {
+		n, err := strconv.Atoi(strings.TrimSpace(pid))
+		if err != nil {
+			t.Fatalf("pid %q: %v", pid, err)
+		}
+		if syscall.Kill(n, 0) != nil {
+			return false
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
+		return err == nil && !strings.Contains(string(st), ") Z ")
+	}
+	o := a.run(t, bashReq("setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!"))
+	kept := o.stdout
+	o = a.run(t, withTimeout(bashReq("setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!; sleep 300"), time.Second))
+	wantResult(t, o, timedOut, -1, false)
+	escaped := o.stdout
+	o = a.run(t, withTimeout(pyReq("import subprocess, time\nprint(subprocess.Popen(['setsid', 'sleep', '300']).pid, flush=True)\ntime.sleep(300)"), time.Second))
+	wantResult(t, o, timedOut, -1, false)
+	popened := o.stdout
+	time.Sleep(200 * time.Millisecond) // reaping
+	if alive(escaped) || alive(popened) {
+		t.Fatalf("after the timeouts: setsid child alive %v, Popen child alive %v", alive(escaped), alive(popened))
+	}
+	if !alive(kept) {
+		t.Fatal("a background process of an Exec that ended normally was killed")
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(kept)); err == nil {
+		syscall.Kill(n, syscall.SIGKILL)
 	}
 }

@@ -37,7 +37,7 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 	if err != nil {
 		return nil, err
 	}
-	err = w.send(kernelRequest{Code: job.code, Env: job.env, Workdir: job.dir}, stdinR, stdoutW, stderrW)
+	err = w.send(kernelRequest{Code: job.code, Env: job.codeEnv(), Workdir: job.dir}, stdinR, stdoutW, stderrW)
 	stdinR.Close() // the kernel has its own copies now
 	stdoutW.Close()
 	stderrW.Close()
@@ -50,14 +50,36 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 	results := w.readResult()
 	timeout, stopTimer := job.timer()
 	defer stopTimer()
-	done := ctx.Done()
+	done, memLow := ctx.Done(), job.memLow
 	var stopped sandboxv1.ExecStatus // TIMEOUT or KILLED once we interrupted
+	defer func() {
+		if stopped != sandboxv1.ExecStatus_EXEC_STATUS_UNSPECIFIED {
+			// A stopped cell leaves nothing running: not the interpreter's
+			// forks (its process group, also those started while it was
+			// being interrupted) nor the cell's subprocesses (the marker).
+			killGroupMembers(w.cmd.Process.Pid)
+			sweep(job.marker)
+		}
+	}()
 	var grace <-chan time.Time
+	var repeat *time.Ticker // repeats SIGINT while the cell unwinds
+	var again <-chan time.Time
+	defer func() {
+		if repeat != nil {
+			repeat.Stop()
+		}
+	}()
 	interrupt := func(why sandboxv1.ExecStatus) {
 		stopped = why
-		timeout, done = nil, nil
+		timeout, done, memLow = nil, nil, nil
 		_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGINT)
-		grace = time.After(interruptGrace)
+		repeat = time.NewTicker(interruptRepeat)
+		again = repeat.C
+		if why == sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED {
+			grace = time.After(memLowGrace)
+		} else {
+			grace = time.After(interruptGrace)
+		}
 	}
 	for {
 		select {
@@ -77,12 +99,25 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 			interrupt(sandboxv1.ExecStatus_EXEC_STATUS_TIMEOUT)
 		case <-done:
 			interrupt(sandboxv1.ExecStatus_EXEC_STATUS_KILLED)
+		case <-again:
+			_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGINT)
+		case <-memLow:
+			// Interrupt the cell and free what it started at once: forked
+			// copies of the interpreter (its process group) and its
+			// subprocesses (the marker).
+			memLow = nil
+			interrupt(sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED)
+			killGroupMembers(w.cmd.Process.Pid)
+			sweep(job.marker)
 		case <-grace:
 			w.kill()
 			out.stop(drainGrace)
 			why := fmt.Sprintf("timed out after %v", job.deadline.Sub(job.start))
-			if stopped == sandboxv1.ExecStatus_EXEC_STATUS_KILLED {
+			switch stopped {
+			case sandboxv1.ExecStatus_EXEC_STATUS_KILLED:
 				why = "cancelled"
+			case sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED:
+				why = memLowMessage + "the cell was interrupted"
 			}
 			return w.lost(stopped, -1, why+" and the cell ignored the interrupt: the Python interpreter was killed"), nil
 		}
@@ -136,6 +171,9 @@ func cellResult(r kernelResult, stopped sandboxv1.ExecStatus, job *execJob) *san
 	case stopped == sandboxv1.ExecStatus_EXEC_STATUS_KILLED:
 		res.Status, res.ExitCode = stopped, -1
 		res.Message = "cancelled: the cell was interrupted; the interpreter and its variables are kept"
+	case stopped == sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED:
+		res.Status, res.ExitCode = stopped, -1
+		res.Message = memLowMessage + "the cell was interrupted and the processes it started were killed; the interpreter and its variables are kept"
 	case r.ErrorName != "" || r.ExitCode != 0:
 		res.Status = sandboxv1.ExecStatus_EXEC_STATUS_ERROR
 		res.Message = fmt.Sprintf("the cell raised %s", r.ErrorName)

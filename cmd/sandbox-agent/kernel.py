@@ -15,8 +15,8 @@ Frames on the socket are a 4-byte big-endian length and that much JSON:
 The kernel puts the pipes on fds 0/1/2 for the cell (so print(), os.write(1),
 subprocesses and C code all reach them), and back on /dev/null before it
 answers, which closes the pipes unless the cell's children still hold them.
-SIGINT interrupts a running cell with KeyboardInterrupt and is ignored
-between cells. If the socket is lost (a cell closed it) the kernel exits.
+SIGINT interrupts a running cell with KeyboardInterrupt (each one, until
+the cell ends) and is ignored between cells. If the socket is lost (a cell closed it) the kernel exits.
 """
 
 import ast
@@ -64,10 +64,11 @@ _user.__dict__["__builtins__"] = builtins
 
 
 def _on_sigint(signum, frame):
-    """Turn the agent's SIGINT into KeyboardInterrupt, once, inside a cell."""
-    global _in_cell
+    """Turn the agent's SIGINT into KeyboardInterrupt inside a cell. Every
+    SIGINT raises again: an interrupt can land in a handler that swallows
+    it (os.fork's at-fork hooks print "Exception ignored"), so the agent
+    repeats it until the cell ends or its grace runs out."""
     if _in_cell:
-        _in_cell = False
         raise KeyboardInterrupt
 
 

@@ -77,6 +77,7 @@ func runServe() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go agent.memory.run(ctx, log)
 	select {
 	case <-conn.closed:
 	case <-ctx.Done():

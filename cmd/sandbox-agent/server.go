@@ -38,10 +38,12 @@ type server struct {
 	python    *python
 	// processes is RLIMIT_NPROC for bash Execs; 0: inherit the agent's.
 	processes atomic.Uint64
+	// memory tells running Execs when the sandbox runs out of memory.
+	memory *memGuard
 }
 
 func newServer(workspace string, log *slog.Logger) *server {
-	return &server{workspace: workspace, python: newPython(log)}
+	return &server{workspace: workspace, python: newPython(log), memory: newMemGuard()}
 }
 
 // execJob is a validated Exec request.
@@ -55,6 +57,22 @@ type execJob struct {
 	start time.Time
 	// deadline is zero when the request set no timeout.
 	deadline time.Time
+	// marker tags the Exec's processes (sweep.go).
+	marker string
+	// memLow is closed when the sandbox runs low on memory while the job
+	// runs (memguard.go).
+	memLow <-chan struct{}
+}
+
+// codeEnv is the environment the job's code adds to its interpreter's:
+// the request's, and the marker.
+func (j *execJob) codeEnv() map[string]string {
+	env := make(map[string]string, len(j.env)+1)
+	for k, v := range j.env {
+		env[k] = v
+	}
+	env[markerVar] = j.marker
+	return env
 }
 
 // Ping answers with the agent's pid, after starting the Python worker if
@@ -101,7 +119,7 @@ func (s *server) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreamingSer
 
 // parseExec checks an ExecRequest and resolves its working directory.
 func (s *server) parseExec(req *sandboxv1.ExecRequest) (*execJob, error) {
-	job := &execJob{code: req.GetCode(), stdin: req.GetStdin(), env: req.GetEnv(), start: time.Now()}
+	job := &execJob{code: req.GetCode(), stdin: req.GetStdin(), env: req.GetEnv(), start: time.Now(), marker: newMarker(), memLow: s.memory.fired()}
 	switch req.GetLanguage() {
 	case sandboxv1.Language_LANGUAGE_BASH, sandboxv1.Language_LANGUAGE_PYTHON:
 	default:

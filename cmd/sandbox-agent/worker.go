@@ -42,6 +42,10 @@ const workerStartTimeout = 30 * time.Second
 // Python code, short enough that an ignored interrupt costs little.
 const interruptGrace = 500 * time.Millisecond
 
+// interruptRepeat is how often SIGINT is sent again while a stopped cell
+// unwinds, in case an interrupt was swallowed (see kernel.py).
+const interruptRepeat = 150 * time.Millisecond
+
 // maxResultFrame bounds a frame from the kernel: a result carries at most a
 // 64 KiB value and a class name, so anything much larger is a broken kernel.
 const maxResultFrame = 1 << 20

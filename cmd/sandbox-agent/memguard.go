@@ -1,0 +1,136 @@
+package main
+
+// This file is the agent's memory guard. gVisor has no OOM killer of its
+// own: when a sandbox goes over its cgroup's memory limit the host kills
+// the whole sandbox. The guard watches the free memory gVisor reports (its
+// /proc/meminfo is sized from the cgroup limit) and, when it runs low,
+// tells the running Execs to stop their code, so a runaway Exec (a fork
+// bomb of Python interpreters, whose copy-on-write pages gVisor copies 2 MiB
+// at a time) ends OOM_KILLED while the sandbox and its interpreter survive.
+// The host's kill stays the backstop for allocations faster than the poll.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+const (
+	// memPoll is how often the guard reads /proc/meminfo: a fork bomb grows
+	// about 150 MiB/s in gVisor, so 50 ms lets it take ~8 MiB between reads;
+	// a read costs tens of microseconds.
+	memPoll = 50 * time.Millisecond
+	// memLowPercent: the guard fires when less than this share of the
+	// sandbox's memory is available, leaving room for gVisor's own
+	// overhead, which the host counts but /proc/meminfo does not show.
+	memLowPercent = 10
+	// memCooldown is how long the guard waits after firing, so the Execs it
+	// stopped can free their memory before it looks again.
+	memCooldown = time.Second
+	// memLowGrace is how long a cell stopped for memory may take to unwind
+	// before its interpreter is killed: longer than a timeout's grace, as
+	// the forks the guard killed are still being freed and the interpreter
+	// may be in the middle of a slow fork; killing it would lose its state.
+	memLowGrace = 3 * time.Second
+)
+
+// memLowMessage starts the message of an Exec the guard stopped.
+const memLowMessage = "the sandbox was about to run out of memory (limits.memory): "
+
+// memGuard broadcasts "memory is low" to the Execs running at that moment.
+type memGuard struct {
+	mu sync.Mutex
+	ch chan struct{} // closed at the next firing, then replaced
+}
+
+func newMemGuard() *memGuard { return &memGuard{ch: make(chan struct{})} }
+
+// fired returns a channel closed the next time memory runs low.
+func (g *memGuard) fired() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ch
+}
+
+func (g *memGuard) fire() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.ch)
+	g.ch = make(chan struct{})
+}
+
+// run polls until ctx ends. It does nothing where /proc/meminfo cannot be
+// read.
+func (g *memGuard) run(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(memPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		total, avail, err := readMeminfo()
+		if err != nil {
+			log.Warn("memory guard stopped", "err", err)
+			return
+		}
+		if !memLow(total, avail) {
+			continue
+		}
+		log.Warn("memory low: stopping the running Execs", "total_kib", total, "available_kib", avail)
+		g.fire()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(memCooldown):
+		}
+	}
+}
+
+// memLow reports whether avail is under memLowPercent of total.
+func memLow(total, avail uint64) bool {
+	return total > 0 && avail*100 < total*memLowPercent
+}
+
+// readMeminfo returns MemTotal and MemAvailable in KiB.
+func readMeminfo() (total, avail uint64, err error) {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseMeminfo(data)
+}
+
+func parseMeminfo(data []byte) (total, avail uint64, err error) {
+	var haveTotal, haveAvail bool
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		fields := bytes.Fields(sc.Bytes())
+		if len(fields) < 2 {
+			continue
+		}
+		var dst *uint64
+		switch string(fields[0]) {
+		case "MemTotal:":
+			dst, haveTotal = &total, true
+		case "MemAvailable:":
+			dst, haveAvail = &avail, true
+		default:
+			continue
+		}
+		if *dst, err = strconv.ParseUint(string(fields[1]), 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("parsing /proc/meminfo: %w", err)
+		}
+	}
+	if !haveTotal || !haveAvail {
+		return 0, 0, fmt.Errorf("parsing /proc/meminfo: no MemTotal or MemAvailable")
+	}
+	return total, avail, nil
+}

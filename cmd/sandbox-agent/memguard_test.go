@@ -1,0 +1,44 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+// TestMemLowThreshold guarantees the guard's trigger: gVisor's meminfo
+// format parses, and the guard fires below 10% available, not above.
+func TestMemLowThreshold(t *testing.T) {
+	total, avail, err := parseMeminfo([]byte("MemTotal:        1048576 kB\nMemFree:          882304 kB\nMemAvailable:     882304 kB\nBuffers:               0 kB\n"))
+	if err != nil || total != 1048576 || avail != 882304 {
+		t.Fatalf("parseMeminfo = %d, %d, %v", total, avail, err)
+	}
+	if _, _, err := parseMeminfo([]byte("MemFree: 1 kB\n")); err == nil {
+		t.Fatal("meminfo without MemTotal parsed")
+	}
+	for _, tc := range []struct {
+		avail uint64
+		low   bool
+	}{{882304, false}, {104858, false}, {104857, true}, {0, true}} {
+		if got := memLow(1048576, tc.avail); got != tc.low {
+			t.Errorf("memLow(1Gi, %d KiB) = %v, want %v", tc.avail, got, tc.low)
+		}
+	}
+}
+
+// TestMemGuardFiresOnce guarantees that a firing reaches the Execs that
+// were waiting and not those that start afterwards.
+func TestMemGuardFiresOnce(t *testing.T) {
+	g := newMemGuard()
+	before := g.fired()
+	g.fire()
+	select {
+	case <-before:
+	case <-time.After(time.Second):
+		t.Fatal("a waiting Exec did not see the firing")
+	}
+	select {
+	case <-g.fired():
+		t.Fatal("an Exec started after the firing sees it")
+	default:
+	}
+}
