@@ -161,3 +161,55 @@ func TestRequestLimitsLowerTemplateLimits(t *testing.T) {
 	}
 	wantOK(t, py(t, d, d.create(t), "print('still serving')"))
 }
+
+// TestIdleAndLifetimeEndSandboxes guarantees that a sandbox left idle past
+// its idle timeout, and one kept busy past its lifetime, are destroyed by
+// the daemon: GetSandbox says DEAD and why, an Exec is FailedPrecondition
+// naming the reason, and no runsc sandbox is left.
+func TestIdleAndLifetimeEndSandboxes(t *testing.T) {
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "limits.yaml")})
+	idle, err := d.createFrom(t, &sandboxv1.CreateSandboxRequest{Limits: &sandboxv1.Limits{IdleTimeout: durationpb.New(2 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := d.createFrom(t, &sandboxv1.CreateSandboxRequest{Limits: &sandboxv1.Limits{Lifetime: durationpb.New(4 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep the short-lived one busy: an Exec that outlives its lifetime.
+	busy := make(chan execResult, 1)
+	go func() {
+		r, _ := d.tryRun(ctx(t), short.SandboxId, &sandboxv1.ExecRequest{Language: sandboxv1.Language_LANGUAGE_BASH, Code: "sleep 30", Timeout: durationpb.New(time.Minute)})
+		busy <- r
+	}()
+	for _, tc := range []struct{ id, reason string }{{idle.SandboxId, "idle for more than 2s"}, {short.SandboxId, "lifetime of 4s reached"}} {
+		var got *sandboxv1.Sandbox
+		deadline := time.Now().Add(20 * time.Second)
+		for got.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_DEAD && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			if got, err = d.client.GetSandbox(ctx(t), &sandboxv1.GetSandboxRequest{SandboxId: tc.id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_DEAD || got.StateReason != tc.reason {
+			t.Fatalf("sandbox %s: %v, want DEAD with reason %q", tc.id, got, tc.reason)
+		}
+		_, err := d.tryRun(ctx(t), tc.id, &sandboxv1.ExecRequest{Language: sandboxv1.Language_LANGUAGE_BASH, Code: "true"})
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), tc.reason) {
+			t.Fatalf("Exec on the ended sandbox: %v, want FailedPrecondition saying %q", err, tc.reason)
+		}
+		// DEAD is set first, then the sandbox is torn down.
+		strays := strayProcesses(d.runscRoot(), tc.id)
+		for deadline := time.Now().Add(10 * time.Second); len(strays) > 0 && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond)
+			strays = strayProcesses(d.runscRoot(), tc.id)
+		}
+		if len(strays) != 0 {
+			t.Fatalf("runsc processes left 10s after the sandbox ended: %v", strays)
+		}
+	}
+	if r := <-busy; r.result.GetStatus() != sandboxv1.ExecStatus_EXEC_STATUS_KILLED {
+		t.Fatalf("the Exec running when the lifetime ended: %v, want KILLED", r.result)
+	}
+	wantOK(t, py(t, d, d.create(t), "print('still serving')"))
+}
