@@ -119,6 +119,8 @@ func (d *decoder) limits(n *yaml.Node, path string, l *Limits) {
 		{"output", func(v *yaml.Node, path string) { d.size(v, path, &l.Output) }},
 		{"upload_file", func(v *yaml.Node, path string) { d.size(v, path, &l.UploadFile) }},
 		{"upload_total", func(v *yaml.Node, path string) { d.size(v, path, &l.UploadTotal) }},
+		{"download_file", func(v *yaml.Node, path string) { d.size(v, path, &l.DownloadFile) }},
+		{"download_total", func(v *yaml.Node, path string) { d.size(v, path, &l.DownloadTotal) }},
 		{"python_address_space", func(v *yaml.Node, path string) { d.size(v, path, &l.PythonAddressSpace) }},
 	})
 }

@@ -63,6 +63,15 @@ const (
 	// stream data into a sandbox forever.
 	DefaultUploadTotal int64 = 4 << 30
 
+	// DefaultDownloadFile is 1Gi, the default file_size: any file the code
+	// may write can be read back.
+	DefaultDownloadFile int64 = 1 << 30
+
+	// DefaultDownloadTotal is 16Gi over a sandbox's life: results can be
+	// read many times over, but one sandbox cannot stream data out through
+	// the daemon without end.
+	DefaultDownloadTotal int64 = 16 << 30
+
 	// DefaultExecTimeout is 60s: most snippets finish in seconds, and a
 	// minute catches an accidental infinite loop without waiting long.
 	DefaultExecTimeout = 60 * time.Second
@@ -125,15 +134,17 @@ func newTemplate(name string) *Template {
 		Rootfs:  DefaultRootfs,
 		Network: DefaultNetwork,
 		Limits: Limits{
-			CPU:         DefaultCPU,
-			Memory:      DefaultMemory,
-			Disk:        DefaultDisk,
-			FileSize:    DefaultFileSize,
-			Output:      DefaultOutput,
-			UploadFile:  DefaultUploadFile,
-			UploadTotal: DefaultUploadTotal,
-			Processes:   DefaultProcesses,
-			OpenFiles:   DefaultOpenFiles,
+			CPU:           DefaultCPU,
+			Memory:        DefaultMemory,
+			Disk:          DefaultDisk,
+			FileSize:      DefaultFileSize,
+			Output:        DefaultOutput,
+			UploadFile:    DefaultUploadFile,
+			UploadTotal:   DefaultUploadTotal,
+			DownloadFile:  DefaultDownloadFile,
+			DownloadTotal: DefaultDownloadTotal,
+			Processes:     DefaultProcesses,
+			OpenFiles:     DefaultOpenFiles,
 		},
 		ExecTimeout: ExecTimeout{Default: DefaultExecTimeout, Max: DefaultMaxExecTimeout},
 		Lifetime:    DefaultLifetime,

@@ -31,6 +31,7 @@ func TestDefaultsApplied(t *testing.T) {
 				Limits: Limits{
 					CPU: 1, Memory: 1 << 30, Disk: 512 << 20, FileSize: 1 << 30, Output: 16 << 20,
 					UploadFile: 1 << 30, UploadTotal: 4 << 30, Processes: 256, OpenFiles: 1024,
+					DownloadFile: 1 << 30, DownloadTotal: 16 << 30,
 				},
 				ExecTimeout: ExecTimeout{Default: 60 * time.Second, Max: 10 * time.Minute},
 				Lifetime:    time.Hour,
@@ -86,6 +87,9 @@ templates:
       output: "64Mi"
       upload_file: 1.5Gi
       upload_total: 16Gi
+      download_file: 2Gi
+      download_total: 32Gi
+      python_address_space: 6Gi
     exec_timeout:
       default: 5m
       max: 1h
@@ -122,7 +126,8 @@ pools:
 		t.Errorf("DefaultTemplate = %q", p.DefaultTemplate)
 	}
 	big := p.Templates["big"]
-	wantLimits := Limits{CPU: 4, Memory: 8 << 30, Processes: 1024, Disk: 10e9, OpenFiles: 65536, FileSize: 2 << 30, Output: 64 << 20, UploadFile: 3 << 29, UploadTotal: 16 << 30}
+	wantLimits := Limits{CPU: 4, Memory: 8 << 30, Processes: 1024, Disk: 10e9, OpenFiles: 65536, FileSize: 2 << 30, Output: 64 << 20, UploadFile: 3 << 29, UploadTotal: 16 << 30,
+		DownloadFile: 2 << 30, DownloadTotal: 32 << 30, PythonAddressSpace: 6 << 30}
 	if big.Limits != wantLimits {
 		t.Errorf("big limits = %+v, want %+v", big.Limits, wantLimits)
 	}

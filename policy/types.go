@@ -95,6 +95,11 @@ type Limits struct {
 	// UploadTotal caps the bytes uploaded into one sandbox over its life.
 	// At least UploadFile.
 	UploadTotal int64
+	// DownloadFile is the largest single file a client may download.
+	DownloadFile int64
+	// DownloadTotal caps the bytes downloaded from one sandbox over its
+	// life. At least DownloadFile.
+	DownloadTotal int64
 	// Processes is RLIMIT_NPROC for the sandbox user. 8 to 65536.
 	Processes int
 	// OpenFiles is RLIMIT_NOFILE. 64 to 1048576.

@@ -172,7 +172,8 @@ func validateLimits(l *Limits, path string, p *problems) {
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"file_size", l.FileSize}, {"output", l.Output}, {"upload_file", l.UploadFile}, {"upload_total", l.UploadTotal}} {
+	}{{"file_size", l.FileSize}, {"output", l.Output}, {"upload_file", l.UploadFile}, {"upload_total", l.UploadTotal},
+		{"download_file", l.DownloadFile}, {"download_total", l.DownloadTotal}} {
 		if p.ok(at(f.name)) && f.v <= 0 {
 			p.add(at(f.name), "must be greater than 0, got %s", Size(f.v))
 		}
@@ -200,6 +201,14 @@ func validateLimits(l *Limits, path string, p *problems) {
 		}
 		p.add(where, "upload_file %s%s is larger than upload_total %s%s, so no upload that big could fit: lower upload_file or raise upload_total",
 			Size(l.UploadFile), defaulted(p, at("upload_file")), Size(l.UploadTotal), defaulted(p, at("upload_total")))
+	}
+	if p.ok(at("download_file"), at("download_total")) && l.DownloadTotal > 0 && l.DownloadFile > l.DownloadTotal {
+		where := at("download_file")
+		if !p.set(where) {
+			where = at("download_total")
+		}
+		p.add(where, "download_file %s%s is larger than download_total %s%s, so no download that big could fit: lower download_file or raise download_total",
+			Size(l.DownloadFile), defaulted(p, at("download_file")), Size(l.DownloadTotal), defaulted(p, at("download_total")))
 	}
 }
 

@@ -53,6 +53,8 @@ var ruleCases = []ruleCase{
 	{"upload_file above upload_total", py + "    limits:\n      upload_file: 8Gi\n", "templates.python.limits.upload_file", 4, "upload_file 8Gi is larger than upload_total 4Gi (the default)"},
 	{"python_address_space below minimum", py + "    limits:\n      python_address_space: 1Mi\n", "templates.python.limits.python_address_space", 4, "must be 0 (no cap) or at least 64Mi, got 1Mi"},
 	{"python_address_space not below default memory", py + "    limits:\n      python_address_space: 1Gi\n", "templates.python.limits.python_address_space", 4, "1Gi is not below memory 1Gi (the default)"},
+	{"download_file above download_total", py + "    limits:\n      download_file: 32Gi\n", "templates.python.limits.download_file", 4, "download_file 32Gi is larger than download_total 16Gi (the default)"},
+	{"download_total zero", py + "    limits:\n      download_total: 0\n", "templates.python.limits.download_total", 4, "must be greater than 0"},
 	{"upload_total below default upload_file", py + "    limits:\n      upload_total: 512Mi\n", "templates.python.limits.upload_total", 4, "upload_file 1Gi (the default) is larger than upload_total 512Mi"},
 
 	// CPU and counts.

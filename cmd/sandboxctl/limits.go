@@ -28,6 +28,8 @@ func addLimitFlags(fs *flag.FlagSet) *sandboxv1.Limits {
 	fs.Var(sizeFlag{&l.OutputBytes}, "output", "stdout+stderr of one exec, a `SIZE` (policy limits.output)")
 	fs.Var(sizeFlag{&l.UploadFileBytes}, "upload-file", "largest single upload, a `SIZE` (policy limits.upload_file)")
 	fs.Var(sizeFlag{&l.UploadTotalBytes}, "upload-total", "bytes uploaded over the sandbox's life, a `SIZE` (policy limits.upload_total)")
+	fs.Var(sizeFlag{&l.DownloadFileBytes}, "download-file", "largest single download, a `SIZE` (policy limits.download_file)")
+	fs.Var(sizeFlag{&l.DownloadTotalBytes}, "download-total", "bytes downloaded over the sandbox's life, a `SIZE` (policy limits.download_total)")
 	fs.Var(sizeFlag{&l.PythonAddressSpaceBytes}, "python-address-space", "address space of the Python interpreter, a `SIZE`; over it allocations raise MemoryError (policy limits.python_address_space)")
 	fs.Var(durationFlag{&l.ExecTimeoutMax}, "exec-timeout-max", "longest --timeout an exec may ask for, a `DURATION` such as 5m (policy exec_timeout.max)")
 	fs.Var(durationFlag{&l.ExecTimeoutDefault}, "exec-timeout", "timeout of an exec that asks for none, a `DURATION` such as 30s (policy exec_timeout.default)")
@@ -60,6 +62,8 @@ func writeLimits(tw io.Writer, l *sandboxv1.Limits) {
 	row("Output per exec", limitSize(l.GetOutputBytes()))
 	row("Upload per file", limitSize(l.GetUploadFileBytes()))
 	row("Uploads in total", limitSize(l.GetUploadTotalBytes()))
+	row("Download per file", limitSize(l.GetDownloadFileBytes()))
+	row("Downloads in total", limitSize(l.GetDownloadTotalBytes()))
 	python := "none"
 	if n := l.GetPythonAddressSpaceBytes(); n > 0 {
 		python = limitSize(n)

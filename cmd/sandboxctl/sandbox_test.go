@@ -163,7 +163,7 @@ func TestCreateLimits(t *testing.T) {
 
 	r := runOn(t, sock, "", "create", "--cpu", "500m", "--memory", "512Mi", "--disk", "1.5Gi",
 		"--processes", "64", "--open-files", "256", "--file-size", "10M", "--output", "1048576",
-		"--upload-file", "64Mi", "--upload-total", "1Gi", "--python-address-space", "768Mi",
+		"--upload-file", "64Mi", "--upload-total", "1Gi", "--download-file", "2Gi", "--download-total", "8Gi", "--python-address-space", "768Mi",
 		"--exec-timeout-max", "2m", "--exec-timeout", "30s", "--lifetime", "1h30m", "--idle-timeout", "5m")
 	wantExit(t, r, 0)
 	want := &sandboxv1.Limits{
@@ -176,6 +176,8 @@ func TestCreateLimits(t *testing.T) {
 		OutputBytes:             1 << 20,
 		UploadFileBytes:         64 << 20,
 		UploadTotalBytes:        1 << 30,
+		DownloadFileBytes:       2 << 30,
+		DownloadTotalBytes:      8 << 30,
 		PythonAddressSpaceBytes: 768 << 20,
 		ExecTimeoutMax:          durationpb.New(2 * time.Minute),
 		ExecTimeoutDefault:      durationpb.New(30 * time.Second),
@@ -252,6 +254,8 @@ func TestGetLimitsAndUsage(t *testing.T) {
 			OutputBytes:        16 << 20,
 			UploadFileBytes:    1 << 30,
 			UploadTotalBytes:   4 << 30,
+			DownloadFileBytes:  1 << 30,
+			DownloadTotalBytes: 16 << 30,
 			ExecTimeoutMax:     durationpb.New(10 * time.Minute),
 			ExecTimeoutDefault: durationpb.New(time.Minute),
 			Lifetime:           durationpb.New(time.Hour),
@@ -285,6 +289,8 @@ func TestGetLimitsAndUsage(t *testing.T) {
 		"Output per exec: 16Mi",
 		"Upload per file: 1Gi",
 		"Uploads in total: 4Gi",
+		"Download per file: 1Gi",
+		"Downloads in total: 16Gi",
 		"Python address space: none",
 		"Exec timeout: 1m (max 10m)",
 		"Lifetime: 1h",

@@ -25,6 +25,8 @@ func limitsFromProto(l *sandboxv1.Limits) manager.Limits {
 	out.Output = l.GetOutputBytes()
 	out.UploadFile = l.GetUploadFileBytes()
 	out.UploadTotal = l.GetUploadTotalBytes()
+	out.DownloadFile = l.GetDownloadFileBytes()
+	out.DownloadTotal = l.GetDownloadTotalBytes()
 	out.PythonAddressSpace = l.GetPythonAddressSpaceBytes()
 	out.ExecTimeout.Max = duration(l.GetExecTimeoutMax())
 	out.ExecTimeout.Default = duration(l.GetExecTimeoutDefault())
@@ -56,6 +58,7 @@ func limitsToProto(l manager.Limits) *sandboxv1.Limits {
 		Cpu: l.CPU, MemoryBytes: l.Memory, DiskBytes: l.Disk,
 		Processes: int64(l.Processes), OpenFiles: int64(l.OpenFiles), FileSizeBytes: l.FileSize,
 		OutputBytes: l.Output, UploadFileBytes: l.UploadFile, UploadTotalBytes: l.UploadTotal,
+		DownloadFileBytes: l.DownloadFile, DownloadTotalBytes: l.DownloadTotal,
 		PythonAddressSpaceBytes: l.PythonAddressSpace,
 		ExecTimeoutMax:          durationpb.New(l.ExecTimeout.Max),
 		ExecTimeoutDefault:      durationpb.New(l.ExecTimeout.Default),

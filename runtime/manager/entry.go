@@ -65,9 +65,10 @@ type entry struct {
 	release     func()
 	releaseOnce sync.Once
 
-	lastUsed atomic.Int64 // unix nanoseconds of the last request
-	uploaded atomic.Int64 // bytes uploaded over the sandbox's life
-	inflight atomic.Int32 // requests in progress; a busy sandbox is not idle
+	lastUsed   atomic.Int64 // unix nanoseconds of the last request
+	uploaded   atomic.Int64 // bytes uploaded over the sandbox's life
+	downloaded atomic.Int64 // bytes downloaded over the sandbox's life
+	inflight   atomic.Int32 // requests in progress; a busy sandbox is not idle
 
 	mu     sync.Mutex
 	state  State

@@ -127,6 +127,8 @@ func (m *Manager) Download(ctx context.Context, id, path string, send func(*sand
 		return m.fileFailed(e, "downloading", path, err)
 	}
 	first := true
+	limits := e.tmpl.Limits
+	var size int64 // bytes of this file sent so far
 	for {
 		msg, err := stream.Recv()
 		if err == io.EOF {
@@ -140,6 +142,26 @@ func (m *Manager) Download(ctx context.Context, id, path string, send func(*sand
 		}
 		if _, isInfo := msg.GetMsg().(*sandboxv1.DownloadResponse_Info); isInfo != first {
 			return m.fileFailed(e, "downloading", path, errors.New("agent broke the download protocol"))
+		}
+		// The announced size is checked first, so an oversized file fails
+		// before any byte moves; the chunks are counted too, as the file may
+		// grow while it is read (and the agent is not trusted).
+		n := int64(len(msg.GetChunk()))
+		if first {
+			n = msg.GetInfo().GetSize()
+		}
+		if size+n > limits.DownloadFile {
+			return fmt.Errorf("download of %q is larger than %d bytes (policy limits.download_file): %w", path, limits.DownloadFile, errdefs.ErrResourceExhausted)
+		}
+		total := e.downloaded.Load() + n
+		if !first {
+			// Charged before it is sent: concurrent downloads cannot
+			// together slip past the cap.
+			size += n
+			total = e.downloaded.Add(n)
+		}
+		if total > limits.DownloadTotal {
+			return fmt.Errorf("sandbox %q would exceed its %d bytes of downloads (policy limits.download_total): %w", e.id, limits.DownloadTotal, errdefs.ErrResourceExhausted)
 		}
 		first = false
 		if err := send(msg); err != nil {

@@ -48,6 +48,8 @@ func lower(t *policy.Template, o Limits) (*policy.Template, bool, error) {
 	c.size("limits.output_bytes", "limits.output", o.Output, &l.Output, 1)
 	c.size("limits.upload_file_bytes", "limits.upload_file", o.UploadFile, &l.UploadFile, 1)
 	c.size("limits.upload_total_bytes", "limits.upload_total", o.UploadTotal, &l.UploadTotal, 1)
+	c.size("limits.download_file_bytes", "limits.download_file", o.DownloadFile, &l.DownloadFile, 1)
+	c.size("limits.download_total_bytes", "limits.download_total", o.DownloadTotal, &l.DownloadTotal, 1)
 	c.count("limits.processes", "limits.processes", o.Processes, &l.Processes, policy.MinProcesses)
 	c.count("limits.open_files", "limits.open_files", o.OpenFiles, &l.OpenFiles, policy.MinOpenFiles)
 	if as := o.PythonAddressSpace; as != 0 {
@@ -84,6 +86,12 @@ func lower(t *policy.Template, o Limits) (*policy.Template, bool, error) {
 			return nil, false, fmt.Errorf("limits.upload_file_bytes %d is above upload_total %d: %w", l.UploadFile, l.UploadTotal, errdefs.ErrInvalidArgument)
 		}
 		l.UploadFile = l.UploadTotal
+	}
+	if l.DownloadFile > l.DownloadTotal {
+		if o.DownloadFile != 0 {
+			return nil, false, fmt.Errorf("limits.download_file_bytes %d is above download_total %d: %w", l.DownloadFile, l.DownloadTotal, errdefs.ErrInvalidArgument)
+		}
+		l.DownloadFile = l.DownloadTotal
 	}
 	if l.PythonAddressSpace != 0 && l.PythonAddressSpace >= l.Memory {
 		return nil, false, fmt.Errorf("python address space cap %d is not below the memory limit %d, so the sandbox would be killed before Python raised MemoryError: lower limits.python_address_space_bytes too: %w",

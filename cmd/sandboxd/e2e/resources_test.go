@@ -713,3 +713,33 @@ func TestOversizedUploadsAreResourceExhausted(t *testing.T) {
 	wantSandboxWorks(t, d, id, "the oversized uploads")
 	wantDaemonServes(t, d)
 }
+
+// TestOversizedDownloadsAreResourceExhausted guarantees the download caps
+// of a template (download_file 1Mi, download_total 3Mi here): a file over
+// download_file fails with ResourceExhausted naming the policy key before
+// any of it is sent; downloads adding up past download_total fail the same
+// way. The sandbox and the daemon keep serving.
+func TestOversizedDownloadsAreResourceExhausted(t *testing.T) {
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, resourcesPolicy)})
+	id := d.createTemplate(t, "downloads")
+	wantOK(t, sh(t, d, id, "head -c 1048577 /dev/urandom > big.bin && head -c 1048576 /dev/urandom > ok.bin"))
+	got, _, err := d.download(t, id, "big.bin")
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "limits.download_file") || len(got) != 0 {
+		t.Errorf("download of 1 MiB + 1 byte: %d bytes, %v; want nothing and ResourceExhausted naming limits.download_file", len(got), err)
+	}
+	for i := range 3 {
+		got, _, err := d.download(t, id, "ok.bin")
+		if err != nil {
+			t.Fatalf("download %d of 1 MiB under a 3 MiB download_total: %v", i+1, err)
+		}
+		if len(got) != 1<<20 {
+			t.Fatalf("download %d: %d bytes", i+1, len(got))
+		}
+	}
+	_, _, err = d.download(t, id, "ok.bin")
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "limits.download_total") {
+		t.Errorf("a fourth 1 MiB download under a 3 MiB download_total: %v, want ResourceExhausted naming limits.download_total", err)
+	}
+	wantSandboxWorks(t, d, id, "the oversized downloads")
+	wantDaemonServes(t, d)
+}

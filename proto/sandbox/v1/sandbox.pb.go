@@ -383,9 +383,14 @@ type Limits struct {
 	// Destroyed this long after creation. Policy lifetime.
 	Lifetime *durationpb.Duration `protobuf:"bytes,13,opt,name=lifetime,proto3" json:"lifetime,omitempty"`
 	// Destroyed after this long without an RPC. Policy idle_timeout.
-	IdleTimeout   *durationpb.Duration `protobuf:"bytes,14,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	IdleTimeout *durationpb.Duration `protobuf:"bytes,14,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	// Largest single download. Policy limits.download_file.
+	DownloadFileBytes int64 `protobuf:"varint,15,opt,name=download_file_bytes,json=downloadFileBytes,proto3" json:"download_file_bytes,omitempty"`
+	// Bytes downloaded from the sandbox over its life. Policy
+	// limits.download_total.
+	DownloadTotalBytes int64 `protobuf:"varint,16,opt,name=download_total_bytes,json=downloadTotalBytes,proto3" json:"download_total_bytes,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -514,6 +519,20 @@ func (x *Limits) GetIdleTimeout() *durationpb.Duration {
 		return x.IdleTimeout
 	}
 	return nil
+}
+
+func (x *Limits) GetDownloadFileBytes() int64 {
+	if x != nil {
+		return x.DownloadFileBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetDownloadTotalBytes() int64 {
+	if x != nil {
+		return x.DownloadTotalBytes
+	}
+	return 0
 }
 
 // ResourceUsage is what a sandbox uses, as its host cgroup counts it: the
@@ -1820,7 +1839,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x05usage\x18\v \x01(\v2\x19.sandbox.v1.ResourceUsageR\x05usage\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe4\x05\n" +
 	"\x06Limits\x12\x10\n" +
 	"\x03cpu\x18\x01 \x01(\x01R\x03cpu\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x1d\n" +
@@ -1838,7 +1857,9 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x10exec_timeout_max\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0eexecTimeoutMax\x12K\n" +
 	"\x14exec_timeout_default\x18\f \x01(\v2\x19.google.protobuf.DurationR\x12execTimeoutDefault\x125\n" +
 	"\blifetime\x18\r \x01(\v2\x19.google.protobuf.DurationR\blifetime\x12<\n" +
-	"\fidle_timeout\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\"h\n" +
+	"\fidle_timeout\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12.\n" +
+	"\x13download_file_bytes\x18\x0f \x01(\x03R\x11downloadFileBytes\x120\n" +
+	"\x14download_total_bytes\x18\x10 \x01(\x03R\x12downloadTotalBytes\"h\n" +
 	"\rResourceUsage\x124\n" +
 	"\bcpu_time\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\x80\x02\n" +
