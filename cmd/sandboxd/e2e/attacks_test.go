@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,15 +38,35 @@ for k in kids:
 
 // TestDiskFillGivesENOSPC guarantees that writing twice the writable-layer
 // cap (512Mi by default) to /workspace and to /tmp fails with ENOSPC inside
-// the sandbox instead of growing anything on the host.
+// the sandbox instead of growing anything on the host: while the sandbox
+// holds its full layer, the host file systems of the state directory and
+// the rootfs have lost no more than a few MiB.
 func TestDiskFillGivesENOSPC(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
 	id := d.create(t)
+	hostFree := func() map[string]int64 {
+		free := map[string]int64{}
+		for _, dir := range []string{d.stateDir, os.Getenv("SANDBOXD_ROOTFS"), "/tmp", "/var"} {
+			var st syscall.Statfs_t
+			if err := syscall.Statfs(dir, &st); err != nil {
+				t.Fatal(err)
+			}
+			free[dir] = int64(st.Bavail) * st.Bsize
+		}
+		return free
+	}
 	for _, dir := range []string{"/workspace", "/tmp"} {
-		r := sh(t, d, id, "head -c 1100M /dev/zero > "+dir+"/fill; echo rc=$?; rm -f "+dir+"/fill")
+		before := hostFree()
+		r := sh(t, d, id, "head -c 1100M /dev/zero > "+dir+"/fill; echo rc=$?; du -m "+dir+"/fill")
 		if !strings.Contains(r.stderr, "No space left on device") || !strings.Contains(r.stdout, "rc=1") {
 			t.Fatalf("filling %s: stdout %q stderr %q", dir, r.stdout, r.stderr)
 		}
+		for path, free := range hostFree() {
+			if lost := before[path] - free; lost > 64<<20 {
+				t.Errorf("filling %s in the sandbox took %d MiB of the host's %s", dir, lost>>20, path)
+			}
+		}
+		wantOK(t, sh(t, d, id, "rm -f "+dir+"/fill"))
 	}
 	wantOK(t, sh(t, d, id, "echo small > /workspace/ok && cat /workspace/ok"))
 }

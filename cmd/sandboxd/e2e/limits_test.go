@@ -37,6 +37,11 @@ func TestMemoryBombIsOOMKilled(t *testing.T) {
 			wantOK(t, py(t, d, sb.SandboxId, "print('guarded')"))
 		case got.State != sandboxv1.SandboxState_SANDBOX_STATE_DEAD || !got.OomKilled:
 			t.Fatalf("GetSandbox after the OOM kill: %v", got)
+		default:
+			_, err := d.tryRun(ctx(t), sb.SandboxId, &sandboxv1.ExecRequest{Language: sandboxv1.Language_LANGUAGE_PYTHON, Code: "1"})
+			if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "memory") {
+				t.Fatalf("Exec on the OOM-killed sandbox: %v, want FailedPrecondition saying why", err)
+			}
 		}
 	case sandboxv1.ExecStatus_EXEC_STATUS_ERROR:
 		if r.result.ErrorName != "MemoryError" {
