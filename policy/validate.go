@@ -194,22 +194,23 @@ func validateLimits(l *Limits, path string, p *problems) {
 				Size(as), Size(l.Memory), defaulted(p, at("memory")))
 		}
 	}
-	if p.ok(at("upload_file"), at("upload_total")) && l.UploadTotal > 0 && l.UploadFile > l.UploadTotal {
-		where := at("upload_file")
-		if !p.set(where) {
-			where = at("upload_total")
-		}
-		p.add(where, "upload_file %s%s is larger than upload_total %s%s, so no upload that big could fit: lower upload_file or raise upload_total",
-			Size(l.UploadFile), defaulted(p, at("upload_file")), Size(l.UploadTotal), defaulted(p, at("upload_total")))
+	perFileBelowTotal(p, path, "upload", l.UploadFile, l.UploadTotal)
+	perFileBelowTotal(p, path, "download", l.DownloadFile, l.DownloadTotal)
+}
+
+// perFileBelowTotal checks that limits.<kind>_file fits in
+// limits.<kind>_total, kind being upload or download.
+func perFileBelowTotal(p *problems, path, kind string, file, total int64) {
+	fileKey, totalKey := path+"."+kind+"_file", path+"."+kind+"_total"
+	if !p.ok(fileKey, totalKey) || total <= 0 || file <= total {
+		return
 	}
-	if p.ok(at("download_file"), at("download_total")) && l.DownloadTotal > 0 && l.DownloadFile > l.DownloadTotal {
-		where := at("download_file")
-		if !p.set(where) {
-			where = at("download_total")
-		}
-		p.add(where, "download_file %s%s is larger than download_total %s%s, so no download that big could fit: lower download_file or raise download_total",
-			Size(l.DownloadFile), defaulted(p, at("download_file")), Size(l.DownloadTotal), defaulted(p, at("download_total")))
+	where := fileKey
+	if !p.set(where) {
+		where = totalKey
 	}
+	p.add(where, "%s_file %s%s is larger than %s_total %s%s, so no %s that big could fit: lower %s_file or raise %s_total",
+		kind, Size(file), defaulted(p, fileKey), kind, Size(total), defaulted(p, totalKey), kind, kind, kind)
 }
 
 func validateDefaultTemplate(pol *Policy, names []string, p *problems) {

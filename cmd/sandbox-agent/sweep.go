@@ -35,38 +35,25 @@ func newMarker() string {
 // only sets the marker for a cell's duration, is never matched.
 func sweep(marker string) int {
 	entry := []byte("\x00" + markerVar + "=" + marker + "\x00")
-	killed := 0
-	for range sweepRounds {
-		found := 0
-		entries, err := os.ReadDir("/proc")
-		if err != nil {
-			return killed
-		}
-		for _, e := range entries {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil || pid == os.Getpid() {
-				continue
-			}
-			env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-			if err != nil || !bytes.Contains(append([]byte{0}, env...), entry) {
-				continue
-			}
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
-				found++
-			}
-		}
-		killed += found
-		if found == 0 {
-			break
-		}
-	}
-	return killed
+	return killWhere(func(pid int) bool {
+		env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+		return err == nil && bytes.Contains(append([]byte{0}, env...), entry)
+	})
 }
 
 // killGroupMembers SIGKILLs every process of process group pgid except its
 // leader: the forked copies of the Python interpreter, which share its
 // initial environment and so carry no marker.
 func killGroupMembers(pgid int) int {
+	return killWhere(func(pid int) bool {
+		g, err := syscall.Getpgid(pid)
+		return pid != pgid && err == nil && g == pgid
+	})
+}
+
+// killWhere SIGKILLs every process but the agent for which match holds, in
+// up to sweepRounds passes over /proc, and returns how many it killed.
+func killWhere(match func(pid int) bool) int {
 	killed := 0
 	for range sweepRounds {
 		found := 0
@@ -76,10 +63,10 @@ func killGroupMembers(pgid int) int {
 		}
 		for _, e := range entries {
 			pid, err := strconv.Atoi(e.Name())
-			if err != nil || pid == pgid {
+			if err != nil || pid == os.Getpid() || !match(pid) {
 				continue
 			}
-			if g, err := syscall.Getpgid(pid); err == nil && g == pgid && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
 				found++
 			}
 		}
