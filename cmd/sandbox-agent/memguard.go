@@ -44,12 +44,42 @@ const (
 const memLowMessage = "the sandbox was about to run out of memory (limits.memory): "
 
 // memGuard broadcasts "memory is low" to the Execs running at that moment.
+// It polls only while an Exec runs: it only ever stops Execs, and an idle
+// sandbox (a pool holds many) then costs no CPU.
 type memGuard struct {
-	mu sync.Mutex
-	ch chan struct{} // closed at the next firing, then replaced
+	mu      sync.Mutex
+	ch      chan struct{} // closed at the next firing, then replaced
+	running int           // Execs in progress
+	wake    chan struct{} // signalled when running leaves 0
 }
 
-func newMemGuard() *memGuard { return &memGuard{ch: make(chan struct{})} }
+func newMemGuard() *memGuard {
+	return &memGuard{ch: make(chan struct{}), wake: make(chan struct{}, 1)}
+}
+
+// watching marks an Exec as running until the returned func is called.
+func (g *memGuard) watching() func() {
+	g.mu.Lock()
+	g.running++
+	if g.running == 1 {
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+	g.mu.Unlock()
+	return func() {
+		g.mu.Lock()
+		g.running--
+		g.mu.Unlock()
+	}
+}
+
+func (g *memGuard) idle() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.running == 0
+}
 
 // fired returns a channel closed the next time memory runs low.
 func (g *memGuard) fired() <-chan struct{} {
@@ -71,6 +101,13 @@ func (g *memGuard) run(ctx context.Context, log *slog.Logger) {
 	t := time.NewTicker(memPoll)
 	defer t.Stop()
 	for {
+		if g.idle() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-g.wake:
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return

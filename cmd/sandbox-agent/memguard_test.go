@@ -42,3 +42,25 @@ func TestMemGuardFiresOnce(t *testing.T) {
 	default:
 	}
 }
+
+// TestMemGuardSleepsWithoutExecs guarantees that the guard's poll loop
+// waits while no Exec runs and wakes for the first one.
+func TestMemGuardSleepsWithoutExecs(t *testing.T) {
+	g := newMemGuard()
+	if !g.idle() {
+		t.Fatal("a new guard is not idle")
+	}
+	done := g.watching()
+	select {
+	case <-g.wake:
+	default:
+		t.Fatal("the first Exec did not wake the guard")
+	}
+	if g.idle() {
+		t.Fatal("idle while an Exec runs")
+	}
+	done()
+	if !g.idle() {
+		t.Fatal("not idle after the Exec ended")
+	}
+}

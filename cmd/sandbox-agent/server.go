@@ -101,6 +101,7 @@ func (s *server) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreamingSer
 	if err != nil {
 		return err
 	}
+	defer s.memory.watching()()
 	out := newOutput(stream)
 	var res *sandboxv1.ExecResult
 	switch req.GetLanguage() {
