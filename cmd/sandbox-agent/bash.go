@@ -116,9 +116,9 @@ func runBash(ctx context.Context, job *execJob, processes uint64, out *output) (
 		}
 	}
 	if stopped != sandboxv1.ExecStatus_EXEC_STATUS_UNSPECIFIED {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		killGroup(cmd.Process.Pid)
 		<-exited
-		sweep(job.marker) // what left the process group
+		within(func() { sweep(job.marker) }) // what left the process group
 	}
 	out.stop(drainGrace)
 

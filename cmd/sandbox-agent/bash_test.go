@@ -178,10 +178,12 @@ func TestTimeoutKillsEscapedChildren(t *testing.T) {
 	}
 	o := a.run(t, bashReq("setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!"))
 	kept := o.stdout
-	o = a.run(t, withTimeout(bashReq("setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!; sleep 300"), time.Second))
+	// Timeouts of 5 s: under -race with parallel tests a Python cell can
+	// take seconds to reach its print.
+	o = a.run(t, withTimeout(bashReq("setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!; sleep 300"), 5*time.Second))
 	wantResult(t, o, timedOut, -1, false)
 	escaped := o.stdout
-	o = a.run(t, withTimeout(pyReq("import subprocess, time\nprint(subprocess.Popen(['setsid', 'sleep', '300']).pid, flush=True)\ntime.sleep(300)"), time.Second))
+	o = a.run(t, withTimeout(pyReq("import subprocess, time\nprint(subprocess.Popen(['setsid', 'sleep', '300']).pid, flush=True)\ntime.sleep(300)"), 5*time.Second))
 	wantResult(t, o, timedOut, -1, false)
 	popened := o.stdout
 	time.Sleep(200 * time.Millisecond) // reaping

@@ -51,14 +51,16 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 	timeout, stopTimer := job.timer()
 	defer stopTimer()
 	done, memLow := ctx.Done(), job.memLow
-	var stopped sandboxv1.ExecStatus // TIMEOUT or KILLED once we interrupted
+	var stopped sandboxv1.ExecStatus // TIMEOUT, KILLED or OOM_KILLED once we interrupted
 	defer func() {
 		if stopped != sandboxv1.ExecStatus_EXEC_STATUS_UNSPECIFIED {
 			// A stopped cell leaves nothing running: not the interpreter's
 			// forks (its process group, also those started while it was
 			// being interrupted) nor the cell's subprocesses (the marker).
-			killGroupMembers(w.cmd.Process.Pid)
-			sweep(job.marker)
+			within(func() {
+				killGroupMembers(w.cmd.Process.Pid)
+				sweep(job.marker)
+			})
 		}
 	}()
 	var grace <-chan time.Time
@@ -105,10 +107,11 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 			// Interrupt the cell and free what it started at once: forked
 			// copies of the interpreter (its process group) and its
 			// subprocesses (the marker).
-			memLow = nil
 			interrupt(sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED)
-			killGroupMembers(w.cmd.Process.Pid)
-			sweep(job.marker)
+			within(func() {
+				killGroupMembers(w.cmd.Process.Pid)
+				sweep(job.marker)
+			})
 		case <-grace:
 			w.kill()
 			out.stop(drainGrace)
