@@ -57,10 +57,7 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 			// A stopped cell leaves nothing running: not the interpreter's
 			// forks (its process group, also those started while it was
 			// being interrupted) nor the cell's subprocesses (the marker).
-			within(func() {
-				killGroupMembers(w.cmd.Process.Pid)
-				sweep(job.marker)
-			})
+			killCellProcesses(w.cmd.Process.Pid, job.marker)
 		}
 	}()
 	var grace <-chan time.Time
@@ -108,10 +105,7 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 			// copies of the interpreter (its process group) and its
 			// subprocesses (the marker).
 			interrupt(sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED)
-			within(func() {
-				killGroupMembers(w.cmd.Process.Pid)
-				sweep(job.marker)
-			})
+			killCellProcesses(w.cmd.Process.Pid, job.marker)
 		case <-grace:
 			w.kill()
 			out.stop(drainGrace)

@@ -90,6 +90,16 @@ func killGroupMembers(pgid int) int {
 	})
 }
 
+// killCellProcesses kills what a Python cell started, within killDeadline:
+// the interpreter's forks (members of its process group) and the cell's
+// subprocesses (its marker).
+func killCellProcesses(interpreter int, marker string) {
+	within(func() {
+		killGroupMembers(interpreter)
+		sweep(marker)
+	})
+}
+
 // killWhere SIGKILLs every live process but the agent for which match
 // holds and returns how many it killed. It first stops them all with
 // SIGSTOP, pass after pass until none runs: a stopped process cannot fork,

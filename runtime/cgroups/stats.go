@@ -13,8 +13,9 @@ import (
 type Stats struct {
 	// CPUUsage is the CPU time used by the group's processes.
 	CPUUsage time.Duration
-	// MemoryPeak is the highest memory usage in bytes; 0 on v2 kernels
-	// before 5.19, which have no memory.peak.
+	// MemoryPeak is the highest memory usage in bytes: on v1 since the
+	// last StartWindow reset it (else since creation), on v2 since creation;
+	// 0 on v2 kernels before 5.19, which have no memory.peak.
 	MemoryPeak int64
 	// MemoryCurrent is the memory usage in bytes now.
 	MemoryCurrent int64
