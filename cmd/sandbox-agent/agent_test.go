@@ -56,6 +56,7 @@ type agent struct {
 	cmd       *exec.Cmd // the init
 	pid       int       // the server
 	cc        *grpc.ClientConn
+	outR, inW *os.File // the daemon's ends of the agent's stdout and stdin
 	stderr    *lockedBuffer
 	exited    chan struct{}
 }
@@ -109,9 +110,26 @@ func startAgent(t testing.TB) *agent {
 		_ = a.cmd.Wait()
 		close(a.exited)
 	}()
+	a.outR, a.inW = outR, inW
+	a.cc = dialPipes(t, outR, inW)
+	a.AgentServiceClient = agentv1.NewAgentServiceClient(a.cc)
+	t.Cleanup(func() { a.stop(t) })
+	// Wait until the agent serves, so that tests time their Execs only.
+	resp, err := a.Ping(context.Background(), &agentv1.PingRequest{})
+	if err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	a.pid = int(resp.Pid)
+	return a
+}
+
+// dialPipes returns a gRPC client over the daemon's ends of an agent's
+// pipes; the connection owns them.
+func dialPipes(t testing.TB, outR, inW *os.File) *grpc.ClientConn {
+	t.Helper()
 	conn := stdioconn.New(outR, inW)
 	var dialed atomic.Bool
-	a.cc, err = grpc.NewClient("passthrough:///agent",
+	cc, err := grpc.NewClient("passthrough:///agent",
 		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) {
 			if dialed.Swap(true) {
 				return nil, errors.New("the agent's pipes are in use already")
@@ -123,15 +141,7 @@ func startAgent(t testing.TB) *agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.AgentServiceClient = agentv1.NewAgentServiceClient(a.cc)
-	t.Cleanup(func() { a.stop(t) })
-	// Wait until the agent serves, so that tests time their Execs only.
-	resp, err := a.Ping(context.Background(), &agentv1.PingRequest{})
-	if err != nil {
-		t.Fatalf("Ping: %v", err)
-	}
-	a.pid = int(resp.Pid)
-	return a
+	return cc
 }
 
 // stop closes the connection and checks that the agent exits with 0.

@@ -1,15 +1,15 @@
 package main
 
 // This file is the serve half of the agent: the gRPC server on the process's
-// stdin/stdout, which lives exactly as long as the daemon's connection.
+// stdin/stdout, which lives as long as the daemon's connection. Across a
+// checkpoint and restore (quiesce.go) it serves the restoring daemon's new
+// connection on the same fds.
 
 import (
 	"context"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 
 	"google.golang.org/grpc"
@@ -62,15 +62,16 @@ func runServe() int {
 	// by SIGPIPE (Go's default for fds 1 and 2). Notify, unlike Ignore, is
 	// not inherited by the bash and Python children.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	conn := &closeNotifyConn{Conn: stdioconn.New(in, out), closed: make(chan struct{})}
+	lis := stdioconn.NewListener(in, out)
 
-	agent := newServer(workspace, log)
+	agent := newServer(workspace, lis, log)
 	srv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxMessage), grpc.MaxSendMsgSize(maxMessage),
-		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow))
+		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
+		grpc.UnaryInterceptor(agent.busy.unary), grpc.StreamInterceptor(agent.busy.stream))
 	agentv1.RegisterAgentServiceServer(srv, agent)
 	go func() {
-		if err := srv.Serve(stdioconn.NewListener(conn)); err != nil {
+		if err := srv.Serve(lis); err != nil {
 			log.Error("serving", "err", err)
 		}
 	}()
@@ -79,7 +80,7 @@ func runServe() int {
 	defer stop()
 	go agent.memory.run(ctx, log)
 	select {
-	case <-conn.closed:
+	case <-lis.Done():
 	case <-ctx.Done():
 		log.Info("stopping on signal")
 	}
@@ -95,18 +96,4 @@ func pipeFile(fd int, name string) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), name), nil
-}
-
-// closeNotifyConn closes its channel when gRPC closes the connection, which
-// it does when the daemon's end of the pipes goes away.
-type closeNotifyConn struct {
-	net.Conn
-	once   sync.Once
-	closed chan struct{}
-}
-
-// Close closes the connection and signals it.
-func (c *closeNotifyConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return c.Conn.Close()
 }

@@ -21,6 +21,7 @@ import (
 
 	agentv1 "github.com/sandboxd/sandboxd/proto/agent/v1"
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
+	"github.com/sandboxd/sandboxd/runtime/stdioconn"
 )
 
 // maxCode and maxStdin are the public API's limits on an Exec's code and
@@ -40,10 +41,14 @@ type server struct {
 	processes atomic.Uint64
 	// memory tells running Execs when the sandbox runs out of memory.
 	memory *memGuard
+	// lis serves the daemon's connections; Quiesce detaches the current one.
+	lis *stdioconn.Listener
+	// busy counts the RPCs in progress, so Quiesce refuses while work runs.
+	busy *busyCounter
 }
 
-func newServer(workspace string, log *slog.Logger) *server {
-	return &server{workspace: workspace, python: newPython(log), memory: newMemGuard()}
+func newServer(workspace string, lis *stdioconn.Listener, log *slog.Logger) *server {
+	return &server{workspace: workspace, python: newPython(log), memory: newMemGuard(), lis: lis, busy: &busyCounter{}}
 }
 
 // execJob is a validated Exec request.

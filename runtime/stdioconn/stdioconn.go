@@ -1,6 +1,8 @@
 // Package stdioconn joins a read pipe and a write pipe into one net.Conn, so
 // gRPC can run over the stdin/stdout of a sandbox's init process: the daemon
-// holds the far ends of the init's stdio, the agent its own stdin/stdout.
+// holds the far ends of the init's stdio (Conn), the agent its own
+// stdin/stdout (Listener, which serves one connection after another across a
+// checkpoint and restore).
 package stdioconn
 
 import (
@@ -66,37 +68,3 @@ type addr struct{}
 
 func (addr) Network() string { return "pipe" }
 func (addr) String() string  { return "stdio" }
-
-// Listener hands out a single Conn, then blocks until closed. It lets a
-// grpc.Server serve exactly one connection: the agent's stdio.
-type Listener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-// NewListener returns a Listener whose first Accept returns c.
-func NewListener(c net.Conn) *Listener {
-	l := &Listener{conns: make(chan net.Conn, 1), done: make(chan struct{})}
-	l.conns <- c
-	return l
-}
-
-// Accept returns the Conn once, then blocks until Close.
-func (l *Listener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-// Close makes Accept return net.ErrClosed.
-func (l *Listener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-// Addr names the pipe pair.
-func (l *Listener) Addr() net.Addr { return addr{} }

@@ -2,10 +2,8 @@ package stdioconn
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -73,35 +71,6 @@ func TestPeerCloseGivesEOF(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
-	}
-}
-
-// TestListenerServesOnce guarantees that the listener yields its Conn once
-// and then blocks until closed.
-func TestListenerServesOnce(t *testing.T) {
-	a, _ := pair(t)
-	l := NewListener(a)
-	c, err := l.Accept()
-	if err != nil || c != a {
-		t.Fatalf("first Accept: %v, %v", c, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { _, err := l.Accept(); errc <- err }()
-	select {
-	case err := <-errc:
-		t.Fatalf("second Accept returned early: %v", err)
-	case <-time.After(20 * time.Millisecond):
-	}
-	l.Close()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("want net.ErrClosed, got %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Accept did not return after Close")
 	}
 }
 

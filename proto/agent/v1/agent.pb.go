@@ -28,6 +28,78 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type QuiesceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuiesceRequest) Reset() {
+	*x = QuiesceRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuiesceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuiesceRequest) ProtoMessage() {}
+
+func (x *QuiesceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuiesceRequest.ProtoReflect.Descriptor instead.
+func (*QuiesceRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
+type QuiesceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuiesceResponse) Reset() {
+	*x = QuiesceResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuiesceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuiesceResponse) ProtoMessage() {}
+
+func (x *QuiesceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuiesceResponse.ProtoReflect.Descriptor instead.
+func (*QuiesceResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
 type PingRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Start the Python worker before answering, so the first Python Exec does
@@ -47,7 +119,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_agent_v1_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -59,7 +131,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_agent_v1_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -72,7 +144,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PingRequest) GetStartPython() bool {
@@ -106,7 +178,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_agent_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -118,7 +190,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_agent_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -131,7 +203,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PingResponse) GetPid() int32 {
@@ -145,18 +217,21 @@ var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14agent/v1/agent.proto\x12\bagent.v1\x1a\x18sandbox/v1/sandbox.proto\"\x89\x01\n" +
+	"\x14agent/v1/agent.proto\x12\bagent.v1\x1a\x18sandbox/v1/sandbox.proto\"\x10\n" +
+	"\x0eQuiesceRequest\"\x11\n" +
+	"\x0fQuiesceResponse\"\x89\x01\n" +
 	"\vPingRequest\x12!\n" +
 	"\fstart_python\x18\x01 \x01(\bR\vstartPython\x120\n" +
 	"\x14python_address_space\x18\x02 \x01(\x03R\x12pythonAddressSpace\x12%\n" +
 	"\x0ecode_processes\x18\x03 \x01(\x03R\rcodeProcesses\" \n" +
 	"\fPingResponse\x12\x10\n" +
-	"\x03pid\x18\x01 \x01(\x05R\x03pid2\x8e\x02\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid2\xce\x02\n" +
 	"\fAgentService\x125\n" +
 	"\x04Ping\x12\x15.agent.v1.PingRequest\x1a\x16.agent.v1.PingResponse\x128\n" +
 	"\x04Exec\x12\x17.sandbox.v1.ExecRequest\x1a\x15.sandbox.v1.ExecEvent0\x01\x12D\n" +
 	"\tWriteFile\x12\x19.sandbox.v1.UploadRequest\x1a\x1a.sandbox.v1.UploadResponse(\x01\x12G\n" +
-	"\bReadFile\x12\x1b.sandbox.v1.DownloadRequest\x1a\x1c.sandbox.v1.DownloadResponse0\x01B5Z3github.com/sandboxd/sandboxd/proto/agent/v1;agentv1b\x06proto3"
+	"\bReadFile\x12\x1b.sandbox.v1.DownloadRequest\x1a\x1c.sandbox.v1.DownloadResponse0\x01\x12>\n" +
+	"\aQuiesce\x12\x18.agent.v1.QuiesceRequest\x1a\x19.agent.v1.QuiesceResponseB5Z3github.com/sandboxd/sandboxd/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -170,28 +245,32 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_agent_v1_agent_proto_goTypes = []any{
-	(*PingRequest)(nil),         // 0: agent.v1.PingRequest
-	(*PingResponse)(nil),        // 1: agent.v1.PingResponse
-	(*v1.ExecRequest)(nil),      // 2: sandbox.v1.ExecRequest
-	(*v1.UploadRequest)(nil),    // 3: sandbox.v1.UploadRequest
-	(*v1.DownloadRequest)(nil),  // 4: sandbox.v1.DownloadRequest
-	(*v1.ExecEvent)(nil),        // 5: sandbox.v1.ExecEvent
-	(*v1.UploadResponse)(nil),   // 6: sandbox.v1.UploadResponse
-	(*v1.DownloadResponse)(nil), // 7: sandbox.v1.DownloadResponse
+	(*QuiesceRequest)(nil),      // 0: agent.v1.QuiesceRequest
+	(*QuiesceResponse)(nil),     // 1: agent.v1.QuiesceResponse
+	(*PingRequest)(nil),         // 2: agent.v1.PingRequest
+	(*PingResponse)(nil),        // 3: agent.v1.PingResponse
+	(*v1.ExecRequest)(nil),      // 4: sandbox.v1.ExecRequest
+	(*v1.UploadRequest)(nil),    // 5: sandbox.v1.UploadRequest
+	(*v1.DownloadRequest)(nil),  // 6: sandbox.v1.DownloadRequest
+	(*v1.ExecEvent)(nil),        // 7: sandbox.v1.ExecEvent
+	(*v1.UploadResponse)(nil),   // 8: sandbox.v1.UploadResponse
+	(*v1.DownloadResponse)(nil), // 9: sandbox.v1.DownloadResponse
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
-	0, // 0: agent.v1.AgentService.Ping:input_type -> agent.v1.PingRequest
-	2, // 1: agent.v1.AgentService.Exec:input_type -> sandbox.v1.ExecRequest
-	3, // 2: agent.v1.AgentService.WriteFile:input_type -> sandbox.v1.UploadRequest
-	4, // 3: agent.v1.AgentService.ReadFile:input_type -> sandbox.v1.DownloadRequest
-	1, // 4: agent.v1.AgentService.Ping:output_type -> agent.v1.PingResponse
-	5, // 5: agent.v1.AgentService.Exec:output_type -> sandbox.v1.ExecEvent
-	6, // 6: agent.v1.AgentService.WriteFile:output_type -> sandbox.v1.UploadResponse
-	7, // 7: agent.v1.AgentService.ReadFile:output_type -> sandbox.v1.DownloadResponse
-	4, // [4:8] is the sub-list for method output_type
-	0, // [0:4] is the sub-list for method input_type
+	2, // 0: agent.v1.AgentService.Ping:input_type -> agent.v1.PingRequest
+	4, // 1: agent.v1.AgentService.Exec:input_type -> sandbox.v1.ExecRequest
+	5, // 2: agent.v1.AgentService.WriteFile:input_type -> sandbox.v1.UploadRequest
+	6, // 3: agent.v1.AgentService.ReadFile:input_type -> sandbox.v1.DownloadRequest
+	0, // 4: agent.v1.AgentService.Quiesce:input_type -> agent.v1.QuiesceRequest
+	3, // 5: agent.v1.AgentService.Ping:output_type -> agent.v1.PingResponse
+	7, // 6: agent.v1.AgentService.Exec:output_type -> sandbox.v1.ExecEvent
+	8, // 7: agent.v1.AgentService.WriteFile:output_type -> sandbox.v1.UploadResponse
+	9, // 8: agent.v1.AgentService.ReadFile:output_type -> sandbox.v1.DownloadResponse
+	1, // 9: agent.v1.AgentService.Quiesce:output_type -> agent.v1.QuiesceResponse
+	5, // [5:10] is the sub-list for method output_type
+	0, // [0:5] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -208,7 +287,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

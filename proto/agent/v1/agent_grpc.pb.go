@@ -30,6 +30,7 @@ const (
 	AgentService_Exec_FullMethodName      = "/agent.v1.AgentService/Exec"
 	AgentService_WriteFile_FullMethodName = "/agent.v1.AgentService/WriteFile"
 	AgentService_ReadFile_FullMethodName  = "/agent.v1.AgentService/ReadFile"
+	AgentService_Quiesce_FullMethodName   = "/agent.v1.AgentService/Quiesce"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -48,6 +49,13 @@ type AgentServiceClient interface {
 	WriteFile(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[v1.UploadRequest, v1.UploadResponse], error)
 	// ReadFile streams a file; sandbox_id in the request is ignored.
 	ReadFile(ctx context.Context, in *v1.DownloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.DownloadResponse], error)
+	// Quiesce readies the agent for a checkpoint: it fails with
+	// FailedPrecondition while an Exec or a file transfer runs; otherwise,
+	// once it has answered, the agent stops reading this connection and waits
+	// on its stdin for a new one (a new HTTP/2 client preface), which is what
+	// the daemon sends after restoring the image on fresh pipes. The daemon
+	// sends nothing more on the old connection.
+	Quiesce(ctx context.Context, in *QuiesceRequest, opts ...grpc.CallOption) (*QuiesceResponse, error)
 }
 
 type agentServiceClient struct {
@@ -119,6 +127,16 @@ func (c *agentServiceClient) ReadFile(ctx context.Context, in *v1.DownloadReques
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_ReadFileClient = grpc.ServerStreamingClient[v1.DownloadResponse]
 
+func (c *agentServiceClient) Quiesce(ctx context.Context, in *QuiesceRequest, opts ...grpc.CallOption) (*QuiesceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QuiesceResponse)
+	err := c.cc.Invoke(ctx, AgentService_Quiesce_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -135,6 +153,13 @@ type AgentServiceServer interface {
 	WriteFile(grpc.ClientStreamingServer[v1.UploadRequest, v1.UploadResponse]) error
 	// ReadFile streams a file; sandbox_id in the request is ignored.
 	ReadFile(*v1.DownloadRequest, grpc.ServerStreamingServer[v1.DownloadResponse]) error
+	// Quiesce readies the agent for a checkpoint: it fails with
+	// FailedPrecondition while an Exec or a file transfer runs; otherwise,
+	// once it has answered, the agent stops reading this connection and waits
+	// on its stdin for a new one (a new HTTP/2 client preface), which is what
+	// the daemon sends after restoring the image on fresh pipes. The daemon
+	// sends nothing more on the old connection.
+	Quiesce(context.Context, *QuiesceRequest) (*QuiesceResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -156,6 +181,9 @@ func (UnimplementedAgentServiceServer) WriteFile(grpc.ClientStreamingServer[v1.U
 }
 func (UnimplementedAgentServiceServer) ReadFile(*v1.DownloadRequest, grpc.ServerStreamingServer[v1.DownloadResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReadFile not implemented")
+}
+func (UnimplementedAgentServiceServer) Quiesce(context.Context, *QuiesceRequest) (*QuiesceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Quiesce not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -225,6 +253,24 @@ func _AgentService_ReadFile_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_ReadFileServer = grpc.ServerStreamingServer[v1.DownloadResponse]
 
+func _AgentService_Quiesce_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QuiesceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).Quiesce(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_Quiesce_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).Quiesce(ctx, req.(*QuiesceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -235,6 +281,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ping",
 			Handler:    _AgentService_Ping_Handler,
+		},
+		{
+			MethodName: "Quiesce",
+			Handler:    _AgentService_Quiesce_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -78,6 +78,62 @@ func (SandboxState) EnumDescriptor() ([]byte, []int) {
 	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{0}
 }
 
+// StartKind says how a sandbox was made ready for its client.
+type StartKind int32
+
+const (
+	StartKind_START_KIND_UNSPECIFIED StartKind = 0
+	// Taken warm from the template's pool (however the pool made it).
+	StartKind_START_KIND_POOL StartKind = 1
+	// Restored for the request from the template's snapshot image.
+	StartKind_START_KIND_RESTORE StartKind = 2
+	// Booted for the request and warmed with the template's imports.
+	StartKind_START_KIND_BOOT StartKind = 3
+)
+
+// Enum value maps for StartKind.
+var (
+	StartKind_name = map[int32]string{
+		0: "START_KIND_UNSPECIFIED",
+		1: "START_KIND_POOL",
+		2: "START_KIND_RESTORE",
+		3: "START_KIND_BOOT",
+	}
+	StartKind_value = map[string]int32{
+		"START_KIND_UNSPECIFIED": 0,
+		"START_KIND_POOL":        1,
+		"START_KIND_RESTORE":     2,
+		"START_KIND_BOOT":        3,
+	}
+)
+
+func (x StartKind) Enum() *StartKind {
+	p := new(StartKind)
+	*p = x
+	return p
+}
+
+func (x StartKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StartKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_sandbox_v1_sandbox_proto_enumTypes[1].Descriptor()
+}
+
+func (StartKind) Type() protoreflect.EnumType {
+	return &file_sandbox_v1_sandbox_proto_enumTypes[1]
+}
+
+func (x StartKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StartKind.Descriptor instead.
+func (StartKind) EnumDescriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{1}
+}
+
 // Language selects the interpreter of an Exec.
 type Language int32
 
@@ -115,11 +171,11 @@ func (x Language) String() string {
 }
 
 func (Language) Descriptor() protoreflect.EnumDescriptor {
-	return file_sandbox_v1_sandbox_proto_enumTypes[1].Descriptor()
+	return file_sandbox_v1_sandbox_proto_enumTypes[2].Descriptor()
 }
 
 func (Language) Type() protoreflect.EnumType {
-	return &file_sandbox_v1_sandbox_proto_enumTypes[1]
+	return &file_sandbox_v1_sandbox_proto_enumTypes[2]
 }
 
 func (x Language) Number() protoreflect.EnumNumber {
@@ -128,7 +184,7 @@ func (x Language) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Language.Descriptor instead.
 func (Language) EnumDescriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{1}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{2}
 }
 
 // ExecStatus says how an Exec ended.
@@ -188,11 +244,11 @@ func (x ExecStatus) String() string {
 }
 
 func (ExecStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_sandbox_v1_sandbox_proto_enumTypes[2].Descriptor()
+	return file_sandbox_v1_sandbox_proto_enumTypes[3].Descriptor()
 }
 
 func (ExecStatus) Type() protoreflect.EnumType {
-	return &file_sandbox_v1_sandbox_proto_enumTypes[2]
+	return &file_sandbox_v1_sandbox_proto_enumTypes[3]
 }
 
 func (x ExecStatus) Number() protoreflect.EnumNumber {
@@ -201,7 +257,68 @@ func (x ExecStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExecStatus.Descriptor instead.
 func (ExecStatus) EnumDescriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{2}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{3}
+}
+
+// SnapshotState is where a template's snapshot image stands.
+type SnapshotState int32
+
+const (
+	SnapshotState_SNAPSHOT_STATE_UNSPECIFIED SnapshotState = 0
+	// Being built: sandboxes boot in full until it is ready.
+	SnapshotState_SNAPSHOT_STATE_BUILDING SnapshotState = 1
+	// Ready: refills and misses are restored from it.
+	SnapshotState_SNAPSHOT_STATE_READY SnapshotState = 2
+	// The last build failed (see last_error); sandboxes boot in full and the
+	// build is retried with back-off.
+	SnapshotState_SNAPSHOT_STATE_FAILED SnapshotState = 3
+	// The template has snapshot: false.
+	SnapshotState_SNAPSHOT_STATE_DISABLED SnapshotState = 4
+)
+
+// Enum value maps for SnapshotState.
+var (
+	SnapshotState_name = map[int32]string{
+		0: "SNAPSHOT_STATE_UNSPECIFIED",
+		1: "SNAPSHOT_STATE_BUILDING",
+		2: "SNAPSHOT_STATE_READY",
+		3: "SNAPSHOT_STATE_FAILED",
+		4: "SNAPSHOT_STATE_DISABLED",
+	}
+	SnapshotState_value = map[string]int32{
+		"SNAPSHOT_STATE_UNSPECIFIED": 0,
+		"SNAPSHOT_STATE_BUILDING":    1,
+		"SNAPSHOT_STATE_READY":       2,
+		"SNAPSHOT_STATE_FAILED":      3,
+		"SNAPSHOT_STATE_DISABLED":    4,
+	}
+)
+
+func (x SnapshotState) Enum() *SnapshotState {
+	p := new(SnapshotState)
+	*p = x
+	return p
+}
+
+func (x SnapshotState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SnapshotState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sandbox_v1_sandbox_proto_enumTypes[4].Descriptor()
+}
+
+func (SnapshotState) Type() protoreflect.EnumType {
+	return &file_sandbox_v1_sandbox_proto_enumTypes[4]
+}
+
+func (x SnapshotState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SnapshotState.Descriptor instead.
+func (SnapshotState) EnumDescriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{4}
 }
 
 // Sandbox describes one sandbox.
@@ -229,7 +346,10 @@ type Sandbox struct {
 	Limits *Limits `protobuf:"bytes,10,opt,name=limits,proto3" json:"limits,omitempty"`
 	// What the sandbox uses now, read from its host cgroup (GetSandbox only;
 	// unset in ListSandboxes and for dead sandboxes).
-	Usage         *ResourceUsage `protobuf:"bytes,11,opt,name=usage,proto3" json:"usage,omitempty"`
+	Usage *ResourceUsage `protobuf:"bytes,11,opt,name=usage,proto3" json:"usage,omitempty"`
+	// How the sandbox came to be: taken warm from its pool, restored from its
+	// template's snapshot, or booted. cold_start is true for the last two.
+	Start         StartKind `protobuf:"varint,12,opt,name=start,proto3,enum=sandbox.v1.StartKind" json:"start,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -339,6 +459,13 @@ func (x *Sandbox) GetUsage() *ResourceUsage {
 		return x.Usage
 	}
 	return nil
+}
+
+func (x *Sandbox) GetStart() StartKind {
+	if x != nil {
+		return x.Start
+	}
+	return StartKind_START_KIND_UNSPECIFIED
 }
 
 // Limits are a sandbox's resource limits. In a CreateSandbox request every
@@ -603,9 +730,13 @@ type CreateSandboxRequest struct {
 	BypassPool bool `protobuf:"varint,3,opt,name=bypass_pool,json=bypassPool,proto3" json:"bypass_pool,omitempty"`
 	// Lower limits than the template's for this sandbox; see Limits. A value
 	// above the template's is InvalidArgument.
-	Limits        *Limits `protobuf:"bytes,4,opt,name=limits,proto3" json:"limits,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Limits *Limits `protobuf:"bytes,4,opt,name=limits,proto3" json:"limits,omitempty"`
+	// Boot the sandbox in full even when its template's snapshot is ready
+	// (benchmarks, debugging). Implies bypass_pool: a pooled sandbox may have
+	// been restored.
+	BypassSnapshot bool `protobuf:"varint,5,opt,name=bypass_snapshot,json=bypassSnapshot,proto3" json:"bypass_snapshot,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateSandboxRequest) Reset() {
@@ -664,6 +795,13 @@ func (x *CreateSandboxRequest) GetLimits() *Limits {
 		return x.Limits
 	}
 	return nil
+}
+
+func (x *CreateSandboxRequest) GetBypassSnapshot() bool {
+	if x != nil {
+		return x.BypassSnapshot
+	}
+	return false
 }
 
 type GetSandboxRequest struct {
@@ -1708,7 +1846,9 @@ type Pool struct {
 	// Boots (refill or cold) that failed.
 	Failures int64 `protobuf:"varint,9,opt,name=failures,proto3" json:"failures,omitempty"`
 	// The last boot failure, empty if none.
-	LastError     string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastError string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// The template's snapshot, from which refills and misses are restored.
+	Snapshot      *Snapshot `protobuf:"bytes,11,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1813,12 +1953,92 @@ func (x *Pool) GetLastError() string {
 	return ""
 }
 
+func (x *Pool) GetSnapshot() *Snapshot {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+// Snapshot describes a template's checkpoint image: a sandbox of the
+// template, booted and warmed, never handed to a client.
+type Snapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State SnapshotState          `protobuf:"varint,1,opt,name=state,proto3,enum=sandbox.v1.SnapshotState" json:"state,omitempty"`
+	// Size of the image on disk; 0 unless READY.
+	ImageBytes int64 `protobuf:"varint,2,opt,name=image_bytes,json=imageBytes,proto3" json:"image_bytes,omitempty"`
+	// When the image in use was built; unset unless READY.
+	BuiltAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=built_at,json=builtAt,proto3" json:"built_at,omitempty"`
+	// The last build or restore failure, empty if none.
+	LastError     string `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Snapshot) Reset() {
+	*x = Snapshot{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Snapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Snapshot) ProtoMessage() {}
+
+func (x *Snapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
+func (*Snapshot) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Snapshot) GetState() SnapshotState {
+	if x != nil {
+		return x.State
+	}
+	return SnapshotState_SNAPSHOT_STATE_UNSPECIFIED
+}
+
+func (x *Snapshot) GetImageBytes() int64 {
+	if x != nil {
+		return x.ImageBytes
+	}
+	return 0
+}
+
+func (x *Snapshot) GetBuiltAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BuiltAt
+	}
+	return nil
+}
+
+func (x *Snapshot) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 var File_sandbox_v1_sandbox_proto protoreflect.FileDescriptor
 
 const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\n" +
 	"\x18sandbox/v1/sandbox.proto\x12\n" +
-	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x04\n" +
+	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x04\n" +
 	"\aSandbox\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1a\n" +
@@ -1836,7 +2056,8 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"oom_killed\x18\t \x01(\bR\toomKilled\x12*\n" +
 	"\x06limits\x18\n" +
 	" \x01(\v2\x12.sandbox.v1.LimitsR\x06limits\x12/\n" +
-	"\x05usage\x18\v \x01(\v2\x19.sandbox.v1.ResourceUsageR\x05usage\x1a9\n" +
+	"\x05usage\x18\v \x01(\v2\x19.sandbox.v1.ResourceUsageR\x05usage\x12+\n" +
+	"\x05start\x18\f \x01(\x0e2\x15.sandbox.v1.StartKindR\x05start\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe4\x05\n" +
@@ -1862,13 +2083,14 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x14download_total_bytes\x18\x10 \x01(\x03R\x12downloadTotalBytes\"h\n" +
 	"\rResourceUsage\x124\n" +
 	"\bcpu_time\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\x80\x02\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xa9\x02\n" +
 	"\x14CreateSandboxRequest\x12\x1a\n" +
 	"\btemplate\x18\x01 \x01(\tR\btemplate\x12D\n" +
 	"\x06labels\x18\x02 \x03(\v2,.sandbox.v1.CreateSandboxRequest.LabelsEntryR\x06labels\x12\x1f\n" +
 	"\vbypass_pool\x18\x03 \x01(\bR\n" +
 	"bypassPool\x12*\n" +
-	"\x06limits\x18\x04 \x01(\v2\x12.sandbox.v1.LimitsR\x06limits\x1a9\n" +
+	"\x06limits\x18\x04 \x01(\v2\x12.sandbox.v1.LimitsR\x06limits\x12'\n" +
+	"\x0fbypass_snapshot\x18\x05 \x01(\bR\x0ebypassSnapshot\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
@@ -1944,7 +2166,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x03msg\"\x12\n" +
 	"\x10ListPoolsRequest\";\n" +
 	"\x11ListPoolsResponse\x12&\n" +
-	"\x05pools\x18\x01 \x03(\v2\x10.sandbox.v1.PoolR\x05pools\"\x8c\x02\n" +
+	"\x05pools\x18\x01 \x03(\v2\x10.sandbox.v1.PoolR\x05pools\"\xbe\x02\n" +
 	"\x04Pool\x12\x1a\n" +
 	"\btemplate\x18\x01 \x01(\tR\btemplate\x12\x12\n" +
 	"\x04idle\x18\x02 \x01(\x05R\x04idle\x12\x15\n" +
@@ -1958,11 +2180,24 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\bfailures\x18\t \x01(\x03R\bfailures\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\n" +
-	" \x01(\tR\tlastError*`\n" +
+	" \x01(\tR\tlastError\x120\n" +
+	"\bsnapshot\x18\v \x01(\v2\x14.sandbox.v1.SnapshotR\bsnapshot\"\xb2\x01\n" +
+	"\bSnapshot\x12/\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x19.sandbox.v1.SnapshotStateR\x05state\x12\x1f\n" +
+	"\vimage_bytes\x18\x02 \x01(\x03R\n" +
+	"imageBytes\x125\n" +
+	"\bbuilt_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\abuiltAt\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError*`\n" +
 	"\fSandboxState\x12\x1d\n" +
 	"\x19SANDBOX_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SANDBOX_STATE_RUNNING\x10\x01\x12\x16\n" +
-	"\x12SANDBOX_STATE_DEAD\x10\x02*L\n" +
+	"\x12SANDBOX_STATE_DEAD\x10\x02*i\n" +
+	"\tStartKind\x12\x1a\n" +
+	"\x16START_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fSTART_KIND_POOL\x10\x01\x12\x16\n" +
+	"\x12START_KIND_RESTORE\x10\x02\x12\x13\n" +
+	"\x0fSTART_KIND_BOOT\x10\x03*L\n" +
 	"\bLanguage\x12\x18\n" +
 	"\x14LANGUAGE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fLANGUAGE_PYTHON\x10\x01\x12\x11\n" +
@@ -1976,7 +2211,13 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x12EXEC_STATUS_KILLED\x10\x04\x12\x1c\n" +
 	"\x18EXEC_STATUS_SANDBOX_DIED\x10\x05\x12\x1a\n" +
 	"\x16EXEC_STATUS_OOM_KILLED\x10\x06\x12 \n" +
-	"\x1cEXEC_STATUS_OUTPUT_TRUNCATED\x10\a2\xd9\x04\n" +
+	"\x1cEXEC_STATUS_OUTPUT_TRUNCATED\x10\a*\x9e\x01\n" +
+	"\rSnapshotState\x12\x1e\n" +
+	"\x1aSNAPSHOT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17SNAPSHOT_STATE_BUILDING\x10\x01\x12\x18\n" +
+	"\x14SNAPSHOT_STATE_READY\x10\x02\x12\x19\n" +
+	"\x15SNAPSHOT_STATE_FAILED\x10\x03\x12\x1b\n" +
+	"\x17SNAPSHOT_STATE_DISABLED\x10\x042\xd9\x04\n" +
 	"\x0eSandboxService\x12F\n" +
 	"\rCreateSandbox\x12 .sandbox.v1.CreateSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12@\n" +
 	"\n" +
@@ -2000,87 +2241,94 @@ func file_sandbox_v1_sandbox_proto_rawDescGZIP() []byte {
 	return file_sandbox_v1_sandbox_proto_rawDescData
 }
 
-var file_sandbox_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_sandbox_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_sandbox_v1_sandbox_proto_goTypes = []any{
 	(SandboxState)(0),              // 0: sandbox.v1.SandboxState
-	(Language)(0),                  // 1: sandbox.v1.Language
-	(ExecStatus)(0),                // 2: sandbox.v1.ExecStatus
-	(*Sandbox)(nil),                // 3: sandbox.v1.Sandbox
-	(*Limits)(nil),                 // 4: sandbox.v1.Limits
-	(*ResourceUsage)(nil),          // 5: sandbox.v1.ResourceUsage
-	(*CreateSandboxRequest)(nil),   // 6: sandbox.v1.CreateSandboxRequest
-	(*GetSandboxRequest)(nil),      // 7: sandbox.v1.GetSandboxRequest
-	(*ListSandboxesRequest)(nil),   // 8: sandbox.v1.ListSandboxesRequest
-	(*ListSandboxesResponse)(nil),  // 9: sandbox.v1.ListSandboxesResponse
-	(*DestroySandboxRequest)(nil),  // 10: sandbox.v1.DestroySandboxRequest
-	(*DestroySandboxResponse)(nil), // 11: sandbox.v1.DestroySandboxResponse
-	(*ExecRequest)(nil),            // 12: sandbox.v1.ExecRequest
-	(*ExecResult)(nil),             // 13: sandbox.v1.ExecResult
-	(*ExecEvent)(nil),              // 14: sandbox.v1.ExecEvent
-	(*FileHeader)(nil),             // 15: sandbox.v1.FileHeader
-	(*UploadRequest)(nil),          // 16: sandbox.v1.UploadRequest
-	(*UploadResponse)(nil),         // 17: sandbox.v1.UploadResponse
-	(*DownloadRequest)(nil),        // 18: sandbox.v1.DownloadRequest
-	(*FileInfo)(nil),               // 19: sandbox.v1.FileInfo
-	(*DownloadResponse)(nil),       // 20: sandbox.v1.DownloadResponse
-	(*ListPoolsRequest)(nil),       // 21: sandbox.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),      // 22: sandbox.v1.ListPoolsResponse
-	(*Pool)(nil),                   // 23: sandbox.v1.Pool
-	nil,                            // 24: sandbox.v1.Sandbox.LabelsEntry
-	nil,                            // 25: sandbox.v1.CreateSandboxRequest.LabelsEntry
-	nil,                            // 26: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	nil,                            // 27: sandbox.v1.ExecRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil),  // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 29: google.protobuf.Duration
+	(StartKind)(0),                 // 1: sandbox.v1.StartKind
+	(Language)(0),                  // 2: sandbox.v1.Language
+	(ExecStatus)(0),                // 3: sandbox.v1.ExecStatus
+	(SnapshotState)(0),             // 4: sandbox.v1.SnapshotState
+	(*Sandbox)(nil),                // 5: sandbox.v1.Sandbox
+	(*Limits)(nil),                 // 6: sandbox.v1.Limits
+	(*ResourceUsage)(nil),          // 7: sandbox.v1.ResourceUsage
+	(*CreateSandboxRequest)(nil),   // 8: sandbox.v1.CreateSandboxRequest
+	(*GetSandboxRequest)(nil),      // 9: sandbox.v1.GetSandboxRequest
+	(*ListSandboxesRequest)(nil),   // 10: sandbox.v1.ListSandboxesRequest
+	(*ListSandboxesResponse)(nil),  // 11: sandbox.v1.ListSandboxesResponse
+	(*DestroySandboxRequest)(nil),  // 12: sandbox.v1.DestroySandboxRequest
+	(*DestroySandboxResponse)(nil), // 13: sandbox.v1.DestroySandboxResponse
+	(*ExecRequest)(nil),            // 14: sandbox.v1.ExecRequest
+	(*ExecResult)(nil),             // 15: sandbox.v1.ExecResult
+	(*ExecEvent)(nil),              // 16: sandbox.v1.ExecEvent
+	(*FileHeader)(nil),             // 17: sandbox.v1.FileHeader
+	(*UploadRequest)(nil),          // 18: sandbox.v1.UploadRequest
+	(*UploadResponse)(nil),         // 19: sandbox.v1.UploadResponse
+	(*DownloadRequest)(nil),        // 20: sandbox.v1.DownloadRequest
+	(*FileInfo)(nil),               // 21: sandbox.v1.FileInfo
+	(*DownloadResponse)(nil),       // 22: sandbox.v1.DownloadResponse
+	(*ListPoolsRequest)(nil),       // 23: sandbox.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),      // 24: sandbox.v1.ListPoolsResponse
+	(*Pool)(nil),                   // 25: sandbox.v1.Pool
+	(*Snapshot)(nil),               // 26: sandbox.v1.Snapshot
+	nil,                            // 27: sandbox.v1.Sandbox.LabelsEntry
+	nil,                            // 28: sandbox.v1.CreateSandboxRequest.LabelsEntry
+	nil,                            // 29: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	nil,                            // 30: sandbox.v1.ExecRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil),  // 31: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 32: google.protobuf.Duration
 }
 var file_sandbox_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: sandbox.v1.Sandbox.state:type_name -> sandbox.v1.SandboxState
-	28, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	28, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
-	24, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
-	4,  // 4: sandbox.v1.Sandbox.limits:type_name -> sandbox.v1.Limits
-	5,  // 5: sandbox.v1.Sandbox.usage:type_name -> sandbox.v1.ResourceUsage
-	29, // 6: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
-	29, // 7: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
-	29, // 8: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
-	29, // 9: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
-	29, // 10: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
-	25, // 11: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
-	4,  // 12: sandbox.v1.CreateSandboxRequest.limits:type_name -> sandbox.v1.Limits
-	26, // 13: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	3,  // 14: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
-	1,  // 15: sandbox.v1.ExecRequest.language:type_name -> sandbox.v1.Language
-	29, // 16: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	27, // 17: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
-	2,  // 18: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
-	29, // 19: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
-	29, // 20: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
-	13, // 21: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
-	15, // 22: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
-	19, // 23: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
-	23, // 24: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
-	6,  // 25: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
-	7,  // 26: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
-	8,  // 27: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
-	10, // 28: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
-	12, // 29: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
-	16, // 30: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
-	18, // 31: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
-	21, // 32: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
-	3,  // 33: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
-	3,  // 34: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
-	9,  // 35: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
-	11, // 36: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
-	14, // 37: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
-	17, // 38: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
-	20, // 39: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
-	22, // 40: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	31, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	31, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
+	6,  // 4: sandbox.v1.Sandbox.limits:type_name -> sandbox.v1.Limits
+	7,  // 5: sandbox.v1.Sandbox.usage:type_name -> sandbox.v1.ResourceUsage
+	1,  // 6: sandbox.v1.Sandbox.start:type_name -> sandbox.v1.StartKind
+	32, // 7: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
+	32, // 8: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
+	32, // 9: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
+	32, // 10: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
+	32, // 11: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
+	28, // 12: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
+	6,  // 13: sandbox.v1.CreateSandboxRequest.limits:type_name -> sandbox.v1.Limits
+	29, // 14: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	5,  // 15: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
+	2,  // 16: sandbox.v1.ExecRequest.language:type_name -> sandbox.v1.Language
+	32, // 17: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	30, // 18: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
+	3,  // 19: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
+	32, // 20: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
+	32, // 21: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
+	15, // 22: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
+	17, // 23: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
+	21, // 24: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
+	25, // 25: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
+	26, // 26: sandbox.v1.Pool.snapshot:type_name -> sandbox.v1.Snapshot
+	4,  // 27: sandbox.v1.Snapshot.state:type_name -> sandbox.v1.SnapshotState
+	31, // 28: sandbox.v1.Snapshot.built_at:type_name -> google.protobuf.Timestamp
+	8,  // 29: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
+	9,  // 30: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
+	10, // 31: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
+	12, // 32: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
+	14, // 33: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
+	18, // 34: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
+	20, // 35: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
+	23, // 36: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
+	5,  // 37: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
+	5,  // 38: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
+	11, // 39: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
+	13, // 40: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
+	16, // 41: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
+	19, // 42: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
+	22, // 43: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
+	24, // 44: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
+	37, // [37:45] is the sub-list for method output_type
+	29, // [29:37] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_sandbox_v1_sandbox_proto_init() }
@@ -2106,8 +2354,8 @@ func file_sandbox_v1_sandbox_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sandbox_v1_sandbox_proto_rawDesc), len(file_sandbox_v1_sandbox_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   25,
+			NumEnums:      5,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

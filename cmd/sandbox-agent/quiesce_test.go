@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+
+	agentv1 "github.com/sandboxd/sandboxd/proto/agent/v1"
+	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
+)
+
+// dupFile duplicates f's descriptor, so closing f leaves the pipe open.
+func dupFile(t *testing.T, f *os.File) *os.File {
+	t.Helper()
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.NewFile(uintptr(fd), f.Name())
+}
+
+// TestQuiesceThenNewConnection guarantees the agent side of a restore: after
+// Quiesce the agent serves a brand-new gRPC connection on the same stdio
+// (here the same pipes, after the old client closed and sent its GOAWAY),
+// with its Python state intact, and exits cleanly when that one closes.
+func TestQuiesceThenNewConnection(t *testing.T) {
+	a := startAgent(t)
+	wantResult(t, a.run(t, pyReq("x = 41")), sandboxv1.ExecStatus_EXEC_STATUS_OK, 0, false)
+	if _, err := a.Quiesce(context.Background(), &agentv1.QuiesceRequest{}); err != nil {
+		t.Fatalf("Quiesce: %v", err)
+	}
+	outR, inW := dupFile(t, a.outR), dupFile(t, a.inW)
+	a.cc.Close()
+	a.cc = dialPipes(t, outR, inW)
+	a.AgentServiceClient = agentv1.NewAgentServiceClient(a.cc)
+	if _, err := a.Ping(context.Background(), &agentv1.PingRequest{}); err != nil {
+		t.Fatalf("Ping on the new connection: %v\nagent log:\n%s", err, a.stderr.String())
+	}
+	o := a.run(t, pyReq("print(x + 1)"))
+	wantResult(t, o, sandboxv1.ExecStatus_EXEC_STATUS_OK, 0, false)
+	if strings.TrimSpace(o.stdout) != "42" {
+		t.Fatalf("state after the new connection: got %q, want 42", o.stdout)
+	}
+	// The new connection can be quiesced in turn (a restored template).
+	if _, err := a.Quiesce(context.Background(), &agentv1.QuiesceRequest{}); err != nil {
+		t.Fatalf("second Quiesce: %v", err)
+	}
+}
+
+// TestQuiesceRefusedWhileBusy guarantees that a checkpoint never cuts work
+// in progress: Quiesce during a running Exec is FailedPrecondition and the
+// Exec completes.
+func TestQuiesceRefusedWhileBusy(t *testing.T) {
+	a := startAgent(t)
+	done := make(chan outcome, 1)
+	go func() { done <- a.run(t, bashReq("touch started; sleep 1; echo done")) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(a.workspace, "started")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Exec did not start")
+		}
+	}
+	_, err := a.Quiesce(context.Background(), &agentv1.QuiesceRequest{})
+	wantCode(t, err, codes.FailedPrecondition)
+	o := <-done
+	wantResult(t, o, sandboxv1.ExecStatus_EXEC_STATUS_OK, 0, false)
+}
