@@ -52,4 +52,3 @@ func (s *server) Quiesce(ctx context.Context, _ *agentv1.QuiesceRequest) (*agent
 	}
 	return &agentv1.QuiesceResponse{}, nil
 }
-
