@@ -98,6 +98,7 @@ func (d *decoder) template(n *yaml.Node, path string, t *Template) {
 				}
 			})
 		}},
+		{"snapshot", func(v *yaml.Node, path string) { d.boolean(v, path, &t.Snapshot) }},
 		{"warm_imports", func(v *yaml.Node, path string) {
 			d.list(v, path, func(v *yaml.Node, sub string) {
 				var s string
@@ -270,6 +271,21 @@ func (d *decoder) envValue(n *yaml.Node, path string, out *string) bool {
 	s, ok := d.scalar(n, path, "a string")
 	*out = s
 	return ok
+}
+
+func (d *decoder) boolean(n *yaml.Node, path string, out *bool) {
+	s, ok := d.scalar(n, path, "true or false")
+	if !ok {
+		return
+	}
+	switch s {
+	case "true":
+		*out = true
+	case "false":
+		*out = false
+	default:
+		d.p.fail(posOfNode(n), path, fmt.Errorf("must be true or false, got %q", s))
+	}
 }
 
 func (d *decoder) integer(n *yaml.Node, path string, out *int) {

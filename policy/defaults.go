@@ -126,6 +126,10 @@ const (
 	MaxOpenFiles = 1048576
 )
 
+// DefaultSnapshot: templates are restored from a snapshot of a warmed
+// sandbox unless they opt out; a restore is ~10x faster than a boot.
+const DefaultSnapshot = true
+
 // newTemplate returns a template called name with every field at its
 // default.
 func newTemplate(name string) *Template {
@@ -151,6 +155,7 @@ func newTemplate(name string) *Template {
 		IdleTimeout: DefaultIdleTimeout,
 		Env:         map[string]string{},
 		WarmImports: []string{},
+		Snapshot:    DefaultSnapshot,
 	}
 }
 

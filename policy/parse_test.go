@@ -38,6 +38,7 @@ func TestDefaultsApplied(t *testing.T) {
 				IdleTimeout: 15 * time.Minute,
 				Env:         map[string]string{},
 				WarmImports: []string{},
+				Snapshot:    true,
 			}},
 			Source: "test.yaml",
 		}
@@ -225,5 +226,18 @@ func TestLoad(t *testing.T) {
 	_, err = Load(filepath.Join(dir, "missing.yaml"))
 	if !errors.Is(err, os.ErrNotExist) || errors.As(err, &ve) {
 		t.Errorf("Load(missing) error %T %v, want a wrapped os.ErrNotExist", err, err)
+	}
+}
+
+// TestSnapshotField guarantees that templates snapshot by default, that
+// snapshot: false turns it off, and that anything but a boolean is refused
+// with its line.
+func TestSnapshotField(t *testing.T) {
+	if p := mustParse(t, "default_template: a\ntemplates:\n  a: {}\n  b:\n    snapshot: false\n"); !p.Templates["a"].Snapshot || p.Templates["b"].Snapshot {
+		t.Errorf("snapshot a=%v b=%v, want true false", p.Templates["a"].Snapshot, p.Templates["b"].Snapshot)
+	}
+	errs := parseErrors(t, "templates:\n  a:\n    snapshot: maybe\n")
+	if len(errs) != 1 || errs[0].Line != 3 || !contains(errs[0].Msg, "true or false") {
+		t.Errorf("got %s, want one problem on line 3 saying true or false", dump(errs))
 	}
 }

@@ -75,6 +75,10 @@ type Template struct {
 	// WarmImports lists Python modules (dotted names) imported while the
 	// sandbox is warmed, before a client gets it. Never nil.
 	WarmImports []string
+	// Snapshot makes the daemon checkpoint one warmed sandbox of the
+	// template and restore pool refills and misses from that image instead
+	// of booting them.
+	Snapshot bool
 }
 
 // Limits are the resource limits of one sandbox. Sizes are in bytes.

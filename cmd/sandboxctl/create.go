@@ -12,8 +12,9 @@ func createCommand() *command {
 	cmd := newCommand("create", "", "create a sandbox and print its ID", `
 Create boots a sandbox from a template of the daemon's policy and prints its
 ID alone on a line, so that scripts can do id=$(sandboxctl create).
-With --json it prints the whole sandbox instead (cold_start says whether it
-was booted for the request or taken warm from the template's pool).
+With --json it prints the whole sandbox instead (start says whether it was
+taken warm from the template's pool, restored from its snapshot or booted
+for the request).
 
 The flags that name a policy key (--memory 512Mi, --cpu 0.5, --exec-timeout
 30s, ...) lower the template's limits for this sandbox only: the daemon
@@ -27,7 +28,8 @@ address space) boots a fresh sandbox instead of taking one from the pool.
 	labels := keyValues{}
 	cmd.flags.Var(labels, "label", "attach label `KEY=VALUE` to the sandbox (repeatable)")
 	asJSON := cmd.flags.Bool("json", false, "print the sandbox as JSON")
-	bypass := cmd.flags.Bool("bypass-pool", false, "boot a fresh sandbox even if the pool has one ready")
+	bypass := cmd.flags.Bool("bypass-pool", false, "make a fresh sandbox even if the pool has one ready (restored when the template's snapshot is ready)")
+	bypassSnapshot := cmd.flags.Bool("bypass-snapshot", false, "boot a fresh sandbox in full, from neither the pool nor the template's snapshot")
 	limits := addLimitFlags(cmd.flags)
 
 	cmd.run = func(ctx context.Context, c *cli, _ []string) error {
@@ -38,8 +40,9 @@ address space) boots a fresh sandbox instead of taking one from the pool.
 		sb, err := client.CreateSandbox(ctx, &sandboxv1.CreateSandboxRequest{
 			Template:   *template,
 			Labels:     labels,
-			BypassPool: *bypass,
-			Limits:     limitsRequest(limits),
+			BypassPool:     *bypass,
+			BypassSnapshot: *bypassSnapshot,
+			Limits:         limitsRequest(limits),
 		})
 		if err != nil {
 			return err

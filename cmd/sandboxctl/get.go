@@ -16,7 +16,7 @@ import (
 func getCommand() *command {
 	cmd := newCommand("get", "ID", "describe one sandbox", `
 Get prints one sandbox: its template, state (and why, when it is not
-RUNNING), when it was created, when the daemon destroys it at the latest,
+RUNNING), when it was created, how it started (pool, restore or boot), when the daemon destroys it at the latest,
 its labels, the limits it runs with (its template's, lowered by create's
 limit flags) and, while it runs, its usage: the CPU time it has used since
 it booted and the memory it uses now, as its host cgroup counts them. With
@@ -51,6 +51,9 @@ it booted and the memory it uses now, as its host cgroup counts them. With
 		if sb.GetExpiresAt() != nil {
 			t := sb.GetExpiresAt().AsTime()
 			fmt.Fprintf(tw, "Expires:\t%s (%s)\n", t.Local().Format(time.RFC3339), expiresIn(now, t))
+		}
+		if st := sb.GetStart(); st != sandboxv1.StartKind_START_KIND_UNSPECIFIED {
+			fmt.Fprintf(tw, "Start:\t%s\n", strings.ToLower(strings.TrimPrefix(st.String(), "START_KIND_")))
 		}
 		fmt.Fprintf(tw, "Labels:\t%s\n", formatLabels(sb.GetLabels()))
 		if sb.GetLimits() != nil {

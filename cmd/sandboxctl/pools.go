@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -36,16 +37,33 @@ and LAST ERROR; with --json, a JSON array of pools.`, 0, 0)
 			return writeJSON(c.stdout, true, msgs...)
 		}
 		tw := newTable(c.stdout)
-		fmt.Fprintln(tw, "TEMPLATE\tIDLE\tIN USE\tBOOTING\tTARGET\tMAX\tHITS\tMISSES\tFAILURES\tLAST ERROR")
+		fmt.Fprintln(tw, "TEMPLATE\tIDLE\tIN USE\tBOOTING\tTARGET\tMAX\tHITS\tMISSES\tFAILURES\tSNAPSHOT\tLAST ERROR")
 		for _, p := range resp.GetPools() {
 			lastErr := p.GetLastError()
+			if e := p.GetSnapshot().GetLastError(); lastErr == "" && e != "" {
+				lastErr = "snapshot: " + e
+			}
 			if lastErr == "" {
 				lastErr = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", p.GetTemplate(), p.GetIdle(), p.GetInUse(),
-				p.GetBooting(), p.GetTargetIdle(), p.GetMaxTotal(), p.GetHits(), p.GetMisses(), p.GetFailures(), lineBreaks.Replace(lastErr))
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.GetTemplate(), p.GetIdle(), p.GetInUse(),
+				p.GetBooting(), p.GetTargetIdle(), p.GetMaxTotal(), p.GetHits(), p.GetMisses(), p.GetFailures(),
+				snapshotSummary(p.GetSnapshot()), lineBreaks.Replace(lastErr))
 		}
 		return tw.Flush()
 	}
 	return cmd
+}
+
+// snapshotSummary is a pool's snapshot in a table cell: its state, and the
+// image's size when ready ("ready 63MiB").
+func snapshotSummary(s *sandboxv1.Snapshot) string {
+	state := strings.ToLower(strings.TrimPrefix(s.GetState().String(), "SNAPSHOT_STATE_"))
+	if s.GetState() == sandboxv1.SnapshotState_SNAPSHOT_STATE_UNSPECIFIED {
+		return "-"
+	}
+	if s.GetState() == sandboxv1.SnapshotState_SNAPSHOT_STATE_READY {
+		return fmt.Sprintf("%s %dMiB", state, (s.GetImageBytes()+1<<20-1)>>20)
+	}
+	return state
 }

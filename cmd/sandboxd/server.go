@@ -10,6 +10,7 @@ import (
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 	"github.com/sandboxd/sandboxd/runtime/manager"
+	"github.com/sandboxd/sandboxd/runtime/snapshot"
 )
 
 // server adapts the manager to sandbox.v1.SandboxService: it only
@@ -21,7 +22,7 @@ type server struct {
 
 func (s *server) CreateSandbox(ctx context.Context, req *sandboxv1.CreateSandboxRequest) (*sandboxv1.Sandbox, error) {
 	info, err := s.m.Create(ctx, manager.CreateRequest{
-		Template: req.GetTemplate(), Labels: req.GetLabels(), BypassPool: req.GetBypassPool(),
+		Template: req.GetTemplate(), Labels: req.GetLabels(), BypassPool: req.GetBypassPool(), BypassSnapshot: req.GetBypassSnapshot(),
 		Limits: limitsFromProto(req.GetLimits()),
 	})
 	if err != nil {
@@ -93,6 +94,27 @@ var protoStates = map[manager.State]sandboxv1.SandboxState{
 	manager.StateDead:    sandboxv1.SandboxState_SANDBOX_STATE_DEAD,
 }
 
+var protoStarts = map[manager.StartKind]sandboxv1.StartKind{
+	manager.StartPool:    sandboxv1.StartKind_START_KIND_POOL,
+	manager.StartRestore: sandboxv1.StartKind_START_KIND_RESTORE,
+	manager.StartBoot:    sandboxv1.StartKind_START_KIND_BOOT,
+}
+
+var protoSnapshotStates = map[snapshot.State]sandboxv1.SnapshotState{
+	snapshot.StateDisabled: sandboxv1.SnapshotState_SNAPSHOT_STATE_DISABLED,
+	snapshot.StateBuilding: sandboxv1.SnapshotState_SNAPSHOT_STATE_BUILDING,
+	snapshot.StateReady:    sandboxv1.SnapshotState_SNAPSHOT_STATE_READY,
+	snapshot.StateFailed:   sandboxv1.SnapshotState_SNAPSHOT_STATE_FAILED,
+}
+
+func snapshotProto(st snapshot.Status) *sandboxv1.Snapshot {
+	out := &sandboxv1.Snapshot{State: protoSnapshotStates[st.State], ImageBytes: st.Bytes, LastError: st.LastError}
+	if !st.BuiltAt.IsZero() {
+		out.BuiltAt = timestamppb.New(st.BuiltAt)
+	}
+	return out
+}
+
 func toProto(i manager.Info) *sandboxv1.Sandbox {
 	return &sandboxv1.Sandbox{
 		SandboxId:   i.ID,
@@ -102,7 +124,8 @@ func toProto(i manager.Info) *sandboxv1.Sandbox {
 		CreatedAt:   timestamppb.New(i.CreatedAt),
 		ExpiresAt:   timestamppb.New(i.ExpiresAt),
 		Labels:      i.Labels,
-		ColdStart:   i.ColdStart,
+		ColdStart:   i.Start != manager.StartPool,
+		Start:       protoStarts[i.Start],
 		OomKilled:   i.OOMKilled,
 		Limits:      limitsToProto(i.Limits),
 		Usage:       usageToProto(i.Usage),
@@ -117,6 +140,7 @@ func (s *server) ListPools(context.Context, *sandboxv1.ListPoolsRequest) (*sandb
 			Template: p.Template, Idle: int32(p.Idle), InUse: int32(p.InUse), Booting: int32(p.Booting),
 			TargetIdle: int32(p.TargetIdle), MaxTotal: int32(p.MaxTotal),
 			Hits: p.Hits, Misses: p.Misses, Failures: p.Failures, LastError: p.LastError,
+			Snapshot: snapshotProto(s.m.Snapshot(p.Template)),
 		}
 	}
 	return resp, nil

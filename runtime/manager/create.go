@@ -27,8 +27,12 @@ type CreateRequest struct {
 	Template string
 	// Labels are kept with the sandbox.
 	Labels map[string]string
-	// BypassPool boots a fresh sandbox even if the pool has one ready.
+	// BypassPool makes a fresh sandbox even if the pool has one ready
+	// (restored when the template's snapshot is ready).
 	BypassPool bool
+	// BypassSnapshot boots a fresh sandbox in full, from neither the pool
+	// nor the snapshot.
+	BypassSnapshot bool
 	// Limits lower the template's limits for this sandbox; zero fields keep
 	// the template's. Lowering one fixed at boot skips the pool.
 	Limits Limits
@@ -64,11 +68,13 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 	if p := m.poolFor(tmpl.Name); p != nil {
 		var s pool.Sandbox
 		var err error
-		if atBoot {
-			// Pooled sandboxes were booted with the template's limits.
-			s, err = p.BootWith(bctx, m.booter(tmpl))
+		switch {
+		case atBoot || req.BypassSnapshot:
+			// Pooled sandboxes were made with the template's limits, and
+			// may have been restored.
+			s, err = p.BootWith(bctx, m.booter(tmpl, req.BypassSnapshot))
 			cold = true
-		} else {
+		default:
 			s, cold, err = p.Acquire(bctx, req.BypassPool)
 		}
 		if err != nil {
@@ -81,7 +87,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 			m.metrics.AcquireFailed()
 			return Info{}, errHostFull(m.Policy())
 		}
-		if sb, err = m.boot(bctx, tmpl); err != nil {
+		if sb, err = m.start(bctx, tmpl, req.BypassSnapshot); err != nil {
 			m.slots.Release()
 			m.metrics.AcquireFailed()
 			return Info{}, m.bootFailed(ctx, tmpl, err)
@@ -90,14 +96,21 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 	}
 	m.metrics.Acquired(cold, now().Sub(start))
 
-	e := &entry{id: sb.ID(), tmpl: tmpl, labels: req.Labels, createdAt: now(), sb: sb, state: StateRunning, cold: cold, release: release}
+	kind := StartPool
+	switch {
+	case cold && sb.Restored():
+		kind = StartRestore
+	case cold:
+		kind = StartBoot
+	}
+	e := &entry{id: sb.ID(), tmpl: tmpl, labels: req.Labels, createdAt: now(), sb: sb, state: StateRunning, start: kind, release: release}
 	e.touch()
 	if err := m.register(e); err != nil {
 		m.finish(context.WithoutCancel(ctx), e)
 		return Info{}, err
 	}
 	go m.watch(e)
-	m.log.Info("sandbox created", "sandbox", e.id, "template", tmpl.Name, "cold", cold, "took", now().Sub(start).Round(time.Microsecond))
+	m.log.Info("sandbox created", "sandbox", e.id, "template", tmpl.Name, "start", kind, "took", now().Sub(start).Round(time.Microsecond))
 	return e.info(), nil
 }
 
@@ -120,9 +133,35 @@ func (m *Manager) bootFailed(ctx context.Context, tmpl *policy.Template, err err
 	}
 }
 
-// boot cold-boots one sandbox of a template, warm imports included.
-func (m *Manager) boot(ctx context.Context, t *policy.Template) (*sandbox.Sandbox, error) {
-	id := identifiers.NewID()
+// start makes one sandbox of a template ready: restored from the
+// template's snapshot when it is ready and fits t (bypassSnapshot unset),
+// else booted in full. A failed restore is logged, counted as a failure of
+// the template's pool and of its snapshot, and falls back to a boot.
+func (m *Manager) start(ctx context.Context, t *policy.Template, bypassSnapshot bool) (*sandbox.Sandbox, error) {
+	if !bypassSnapshot {
+		if image, ok := m.snapshotImage(t); ok {
+			sb, err := m.restore(ctx, t, image)
+			if err == nil {
+				m.snapshots.RestoreSucceeded(t.Name)
+				return sb, nil
+			}
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			m.snapshots.RestoreFailed(t.Name, err)
+			if p := m.poolFor(t.Name); p != nil {
+				p.NoteFailure(fmt.Errorf("restoring from the snapshot (booted instead): %w", err))
+			} else {
+				m.log.Warn("restoring from the snapshot failed; booting instead", "template", t.Name, "err", err)
+			}
+		}
+	}
+	return m.boot(ctx, t)
+}
+
+// sandboxConfig returns the configuration of a new sandbox of t with the
+// given ID (cgroup not set) and the runsc it runs under.
+func (m *Manager) sandboxConfig(id string, t *policy.Template) sandbox.Config {
 	rootfs := t.Rootfs
 	if rootfs == policy.DefaultRootfs {
 		rootfs = m.cfg.DefaultRootfs
@@ -131,13 +170,7 @@ func (m *Manager) boot(ctx context.Context, t *policy.Template) (*sandbox.Sandbo
 	// The writable layer lives in sandbox memory, capped at the template's
 	// disk size: writes beyond it fail with ENOSPC inside the sandbox.
 	r.Overlay = fmt.Sprintf("root:memory,size=%d", t.Limits.Disk)
-	start := now()
-	group, err := m.cfg.Cgroups.Create(id, cgroups.Resources{CPU: t.Limits.CPU, Memory: t.Limits.Memory})
-	if err != nil {
-		m.metrics.BootFailed(t.Name)
-		return nil, fmt.Errorf("creating the sandbox's cgroup: %w", err)
-	}
-	sb, err := sandbox.Boot(ctx, sandbox.Config{
+	return sandbox.Config{
 		ID: id,
 		Spec: ocispec.Params{
 			RootfsDir:   rootfs,
@@ -152,16 +185,46 @@ func (m *Manager) boot(ctx context.Context, t *policy.Template) (*sandbox.Sandbo
 		Runsc:              &r,
 		StartPython:        true,
 		PythonAddressSpace: t.Limits.PythonAddressSpace,
-		Warmup:             sandbox.WarmupCode(t.WarmImports),
-		Cgroup:             group, // Boot deletes it if it fails
+		WarmImports:        t.WarmImports,
 		Logger:             m.log,
-	})
+	}
+}
+
+// boot cold-boots one sandbox of a template, warm imports included.
+func (m *Manager) boot(ctx context.Context, t *policy.Template) (*sandbox.Sandbox, error) {
+	start := now()
+	sb, err := m.launch(ctx, t, func(cfg sandbox.Config) (*sandbox.Sandbox, error) { return sandbox.Boot(ctx, cfg) })
 	if err != nil {
 		m.metrics.BootFailed(t.Name)
 		return nil, err
 	}
 	m.metrics.Booted(t.Name, now().Sub(start))
 	return sb, nil
+}
+
+// restore makes one sandbox of a template from its snapshot image.
+func (m *Manager) restore(ctx context.Context, t *policy.Template, image string) (*sandbox.Sandbox, error) {
+	start := now()
+	sb, err := m.launch(ctx, t, func(cfg sandbox.Config) (*sandbox.Sandbox, error) { return sandbox.Restore(ctx, cfg, image) })
+	if err != nil {
+		m.metrics.RestoreFailed(t.Name)
+		return nil, err
+	}
+	m.metrics.Restored(t.Name, now().Sub(start))
+	return sb, nil
+}
+
+// launch gives a new sandbox of t an ID and a cgroup with the template's
+// limits, then starts it with run.
+func (m *Manager) launch(ctx context.Context, t *policy.Template, run func(sandbox.Config) (*sandbox.Sandbox, error)) (*sandbox.Sandbox, error) {
+	id := identifiers.NewID()
+	group, err := m.cfg.Cgroups.Create(id, cgroups.Resources{CPU: t.Limits.CPU, Memory: t.Limits.Memory})
+	if err != nil {
+		return nil, fmt.Errorf("creating the sandbox's cgroup: %w", err)
+	}
+	cfg := m.sandboxConfig(id, t)
+	cfg.Cgroup = group // Boot and Restore delete it if they fail
+	return run(cfg)
 }
 
 // register adds a sandbox, unless the manager closed meanwhile.

@@ -20,6 +20,18 @@ const (
 	StateDead State = "dead"
 )
 
+// StartKind says how a sandbox was made ready for its client.
+type StartKind string
+
+const (
+	// StartPool: taken warm from the template's pool.
+	StartPool StartKind = "pool"
+	// StartRestore: restored for the request from the template's snapshot.
+	StartRestore StartKind = "restore"
+	// StartBoot: booted for the request.
+	StartBoot StartKind = "boot"
+)
+
 // DeadRetention is how long the record of a dead sandbox is kept: long
 // enough for a client to see why its sandbox ended, short enough that dead
 // records cannot pile up.
@@ -34,7 +46,9 @@ type Info struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	Labels    map[string]string
-	ColdStart bool
+	// Start says how the sandbox came to be; anything but StartPool is a
+	// cold start.
+	Start     StartKind
 	OOMKilled bool
 	// Limits are the limits the sandbox runs with.
 	Limits Limits
@@ -58,7 +72,7 @@ type entry struct {
 	labels    map[string]string
 	createdAt time.Time // when the client got it (a pooled sandbox booted earlier)
 	sb        *sandbox.Sandbox
-	cold      bool // booted for the request, not taken from a pool
+	start     StartKind
 
 	// release gives back the sandbox's place (pool or host slot); run once,
 	// through releaseOnce, when the sandbox is gone.
@@ -104,7 +118,7 @@ func (e *entry) info() Info {
 	st, reason := e.status()
 	return Info{
 		ID: e.id, Template: e.tmpl.Name, State: st, Reason: reason,
-		CreatedAt: e.createdAt, ExpiresAt: e.expiresAt(), Labels: e.labels, ColdStart: e.cold,
+		CreatedAt: e.createdAt, ExpiresAt: e.expiresAt(), Labels: e.labels, Start: e.start,
 		OOMKilled: st == StateDead && e.sb.OOMKilled(), Limits: limitsOf(e.tmpl),
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 	"github.com/sandboxd/sandboxd/runtime/pool"
 	"github.com/sandboxd/sandboxd/runtime/runsc"
+	"github.com/sandboxd/sandboxd/runtime/snapshot"
 )
 
 // Config configures a Manager.
@@ -62,6 +63,8 @@ type Manager struct {
 	poolsMu sync.Mutex // serialises policy updates
 	pools   atomic.Pointer[poolSet]
 
+	snapshots *snapshot.Store
+
 	stopReaper context.CancelFunc
 	reaperDone chan struct{}
 }
@@ -80,6 +83,12 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := m.reconcile(ctx); err != nil {
 		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
 	}
+	store, err := snapshot.Open(m.snapshotsDir(), m.log, m.metrics)
+	if err != nil {
+		return nil, err
+	}
+	m.snapshots = store
+	m.applySnapshots(cfg.Policy)
 	m.applyPools(cfg.Policy)
 	rctx, cancel := context.WithCancel(context.Background())
 	m.stopReaper, m.reaperDone = cancel, make(chan struct{})
@@ -136,6 +145,7 @@ func (m *Manager) Close(ctx context.Context) {
 	m.mu.Unlock()
 	m.stopReaper()
 	<-m.reaperDone
+	m.snapshots.Close()
 	var wg sync.WaitGroup
 	wg.Go(m.closePools)
 	for _, e := range all {

@@ -1,6 +1,10 @@
 package manager
 
-import "time"
+import (
+	"time"
+
+	"github.com/sandboxd/sandboxd/runtime/snapshot"
+)
 
 // Metrics receives the manager's measurements (see runtime/metrics for the
 // Prometheus implementation).
@@ -14,6 +18,12 @@ type Metrics interface {
 	Booted(template string, d time.Duration)
 	// BootFailed: a boot of template failed.
 	BootFailed(template string)
+	// Restored: a sandbox of template was restored from its snapshot in d.
+	Restored(template string, d time.Duration)
+	// RestoreFailed: a restore of template failed (a boot followed).
+	RestoreFailed(template string)
+	// The snapshot store's measurements.
+	snapshot.Metrics
 	// Created and Destroyed: a sandbox was handed to a client, and ended.
 	Created(template string)
 	Destroyed(template string)
@@ -22,9 +32,13 @@ type Metrics interface {
 // nopMetrics records nothing: the Metrics of a Manager configured without.
 type nopMetrics struct{}
 
-func (nopMetrics) Acquired(bool, time.Duration) {}
-func (nopMetrics) AcquireFailed()               {}
-func (nopMetrics) Booted(string, time.Duration) {}
-func (nopMetrics) BootFailed(string)            {}
-func (nopMetrics) Created(string)               {}
-func (nopMetrics) Destroyed(string)             {}
+func (nopMetrics) Acquired(bool, time.Duration)        {}
+func (nopMetrics) AcquireFailed()                      {}
+func (nopMetrics) Booted(string, time.Duration)        {}
+func (nopMetrics) BootFailed(string)                   {}
+func (nopMetrics) Restored(string, time.Duration)      {}
+func (nopMetrics) RestoreFailed(string)                {}
+func (nopMetrics) SnapshotBuilt(string, time.Duration) {}
+func (nopMetrics) SnapshotBytes(string, int64)         {}
+func (nopMetrics) Created(string)                      {}
+func (nopMetrics) Destroyed(string)                    {}

@@ -26,6 +26,7 @@ func (m *Manager) poolFor(template string) *pool.Pool {
 func (m *Manager) UpdatePolicy(p *policy.Policy) {
 	m.policy.Store(p)
 	m.slots.setMax(p.Host.MaxSandboxes)
+	m.applySnapshots(p)
 	m.applyPools(p)
 	m.log.Info("policy applied", "source", p.Source, "templates", len(p.Templates), "pools", len(p.Pools))
 }
@@ -45,7 +46,7 @@ func (m *Manager) applyPools(p *policy.Policy) {
 			next.byTemplate[pc.Template], next.templates[pc.Template] = cur, tmpl
 			continue
 		}
-		next.byTemplate[pc.Template] = pool.New(pc.Template, cfg, m.booter(tmpl), m.slots, m.log)
+		next.byTemplate[pc.Template] = pool.New(pc.Template, cfg, m.booter(tmpl, false), m.slots, m.log)
 		next.templates[pc.Template] = tmpl
 	}
 	for name, cur := range old.byTemplate {
@@ -61,10 +62,12 @@ func (m *Manager) applyPools(p *policy.Policy) {
 	}
 }
 
-// booter returns the function a pool boots its sandboxes with.
-func (m *Manager) booter(t *policy.Template) pool.Booter {
+// booter returns the function a pool makes its sandboxes with: restored
+// from the template's snapshot when ready, unless bypassSnapshot, else
+// booted.
+func (m *Manager) booter(t *policy.Template, bypassSnapshot bool) pool.Booter {
 	return func(ctx context.Context) (pool.Sandbox, error) {
-		sb, err := m.boot(ctx, t)
+		sb, err := m.start(ctx, t, bypassSnapshot)
 		if err != nil {
 			return nil, err
 		}

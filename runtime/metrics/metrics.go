@@ -1,6 +1,7 @@
 // Package metrics exports sandboxd's measurements to Prometheus: pool
-// sizes, CreateSandbox latency by hit or miss, boot durations, and sandbox
-// creations, destructions and failures.
+// sizes, CreateSandbox latency by hit or miss, boot and restore durations,
+// snapshot builds and sizes, and sandbox creations, destructions and
+// failures.
 package metrics
 
 import (
@@ -23,6 +24,10 @@ type Metrics struct {
 	bootKO    *prometheus.CounterVec
 	created   *prometheus.CounterVec
 	destroyed *prometheus.CounterVec
+	restore   *prometheus.HistogramVec
+	restoreKO *prometheus.CounterVec
+	build     *prometheus.HistogramVec
+	imageSize *prometheus.GaugeVec
 }
 
 // New registers the collectors on reg. pools is called at each scrape for
@@ -30,7 +35,7 @@ type Metrics struct {
 func New(reg prometheus.Registerer, pools func() []pool.Status) *Metrics {
 	m := &Metrics{
 		acquire: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sandboxd_acquire_seconds", Help: "CreateSandbox latency until the sandbox is ready, by result (hit: from a pool; miss: booted for the request).",
+			Name: "sandboxd_acquire_seconds", Help: "CreateSandbox latency until the sandbox is ready, by result (hit: from a pool; miss: restored or booted for the request).",
 			Buckets: latencyBuckets,
 		}, []string{"result"}),
 		acquireKO: prometheus.NewCounter(prometheus.CounterOpts{
@@ -49,8 +54,23 @@ func New(reg prometheus.Registerer, pools func() []pool.Status) *Metrics {
 		destroyed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandboxd_sandboxes_destroyed_total", Help: "Client sandboxes that ended (destroyed, expired or died), by template.",
 		}, []string{"template"}),
+		restore: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sandboxd_restore_seconds", Help: "Duration of a restore from a template's snapshot (runsc restore, agent, reseed and readiness probe), by template.",
+			Buckets: latencyBuckets,
+		}, []string{"template"}),
+		restoreKO: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_restore_failures_total", Help: "Failed restores from a template's snapshot (each followed by a full boot), by template.",
+		}, []string{"template"}),
+		build: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sandboxd_snapshot_build_seconds", Help: "Duration of a template snapshot build (boot, warm imports, checkpoint), by template.",
+			Buckets: latencyBuckets,
+		}, []string{"template"}),
+		imageSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sandboxd_snapshot_bytes", Help: "Size on disk of the template's ready snapshot image (0: none), by template.",
+		}, []string{"template"}),
 	}
-	reg.MustRegister(m.acquire, m.acquireKO, m.boot, m.bootKO, m.created, m.destroyed, poolCollector{pools})
+	reg.MustRegister(m.acquire, m.acquireKO, m.boot, m.bootKO, m.created, m.destroyed,
+		m.restore, m.restoreKO, m.build, m.imageSize, poolCollector{pools})
 	return m
 }
 
@@ -79,3 +99,21 @@ func (m *Metrics) Created(template string) { m.created.WithLabelValues(template)
 
 // Destroyed records a client sandbox that ended.
 func (m *Metrics) Destroyed(template string) { m.destroyed.WithLabelValues(template).Inc() }
+
+// Restored records a restore from a snapshot.
+func (m *Metrics) Restored(template string, d time.Duration) {
+	m.restore.WithLabelValues(template).Observe(d.Seconds())
+}
+
+// RestoreFailed records a failed restore.
+func (m *Metrics) RestoreFailed(template string) { m.restoreKO.WithLabelValues(template).Inc() }
+
+// SnapshotBuilt records a snapshot build.
+func (m *Metrics) SnapshotBuilt(template string, d time.Duration) {
+	m.build.WithLabelValues(template).Observe(d.Seconds())
+}
+
+// SnapshotBytes records the size of a template's ready image.
+func (m *Metrics) SnapshotBytes(template string, bytes int64) {
+	m.imageSize.WithLabelValues(template).Set(float64(bytes))
+}

@@ -199,6 +199,14 @@ func (p *Pool) Release() {
 	p.kick()
 }
 
+// NoteFailure counts a failure the booter recovered from (a restore that
+// fell back to a boot) in the pool's failures and last error.
+func (p *Pool) NoteFailure(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.recordFailure(err)
+}
+
 // recordFailure notes a failed boot; call with mu held.
 func (p *Pool) recordFailure(err error) {
 	p.failures++

@@ -37,10 +37,21 @@ const maxErrOutput = 4096
 
 // globalArgs are the flags every command gets, before the subcommand.
 func (r *Runsc) globalArgs() []string {
+	args := append([]string{"--root=" + r.Root}, r.SandboxArgs()...)
+	if r.LogDir != "" {
+		args = append(args, "--debug-log="+r.LogDir+"/%ID%.%COMMAND%.log")
+	}
+	return args
+}
+
+// SandboxArgs are the global flags that shape a sandbox itself (not where
+// runsc keeps its state or logs): a restore must repeat the checkpointed
+// sandbox's exactly.
+func (r *Runsc) SandboxArgs() []string {
 	// --oci-seccomp makes the sentry enforce the spec's seccomp filter on
 	// the sandboxed processes (runtime/ocispec denies namespace, ptrace and
 	// mount syscalls); without it runsc ignores linux.seccomp.
-	args := []string{"--root=" + r.Root, "--oci-seccomp"}
+	args := []string{"--oci-seccomp"}
 	if r.Platform != "" {
 		args = append(args, "--platform="+r.Platform)
 	}
@@ -49,9 +60,6 @@ func (r *Runsc) globalArgs() []string {
 	}
 	if r.Overlay != "" {
 		args = append(args, "--overlay2="+r.Overlay)
-	}
-	if r.LogDir != "" {
-		args = append(args, "--debug-log="+r.LogDir+"/%ID%.%COMMAND%.log")
 	}
 	return args
 }

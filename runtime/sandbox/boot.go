@@ -19,8 +19,70 @@ const teardownTimeout = 30 * time.Second
 
 // Boot creates, starts and connects to a sandbox. On failure everything it
 // acquired is released before it returns. ctx bounds the whole boot.
-func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
-	s := &Sandbox{id: cfg.ID, log: cfg.Logger.With("sandbox", cfg.ID), cgroup: cfg.Cgroup, exited: make(chan struct{})}
+func Boot(ctx context.Context, cfg Config) (*Sandbox, error) {
+	return launch(ctx, cfg, func(s *Sandbox, p *pipes, stderr *tail) error {
+		t0 := time.Now()
+		err := cfg.Runsc.Create(ctx, cfg.ID, runsc.CreateOpts{Bundle: cfg.BundleDir, Stdin: p.inR, Stdout: p.outW, Stderr: p.errW})
+		p.closeTheirs()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, stderr.text())
+		}
+		t1 := time.Now()
+		if err := cfg.Runsc.Start(ctx, cfg.ID); err != nil {
+			return err
+		}
+		t2 := time.Now()
+		if err := s.connect(ctx, cfg, p, stderr); err != nil {
+			return err
+		}
+		t3 := time.Now()
+		if code := WarmupCode(cfg.WarmImports); code != "" {
+			if err := s.warmup(ctx, code); err != nil {
+				return err
+			}
+		}
+		s.log.Debug("sandbox booted", "create", t1.Sub(t0), "start", t2.Sub(t1), "agent_ready", t3.Sub(t2), "warmup", time.Since(t3))
+		return nil
+	})
+}
+
+// Restore makes a sandbox from a checkpoint image of a warmed sandbox of
+// the same template (same spec but for the cgroup, same runsc flags): runsc
+// restores it on fresh pipes, the agent serves the new connection, the
+// clone reseeds what the template's processes had seeded, and the same
+// readiness probe as a boot's (the warm imports are loaded) must pass. On
+// failure everything it acquired is released before it returns.
+func Restore(ctx context.Context, cfg Config, image string) (*Sandbox, error) {
+	return launch(ctx, cfg, func(s *Sandbox, p *pipes, stderr *tail) error {
+		s.restored = true
+		t0 := time.Now()
+		err := cfg.Runsc.Restore(ctx, cfg.ID, runsc.RestoreOpts{
+			CreateOpts: runsc.CreateOpts{Bundle: cfg.BundleDir, Stdin: p.inR, Stdout: p.outW, Stderr: p.errW},
+			ImagePath:  image,
+			Background: true,
+		})
+		p.closeTheirs()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, stderr.text())
+		}
+		t1 := time.Now()
+		if err := s.connect(ctx, cfg, p, stderr); err != nil {
+			return err
+		}
+		t2 := time.Now()
+		if err := s.warmup(ctx, restoreProbe(cfg.WarmImports)); err != nil {
+			return err
+		}
+		s.log.Debug("sandbox restored", "restore", t1.Sub(t0), "agent_ready", t2.Sub(t1), "reseed", time.Since(t2))
+		return nil
+	})
+}
+
+// launch prepares what every sandbox needs (cgroup clean-up, bundle, stdio
+// pipes), then runs start, which brings the sandbox up and connects to it.
+// On failure everything acquired is released before it returns.
+func launch(ctx context.Context, cfg Config, start func(*Sandbox, *pipes, *tail) error) (_ *Sandbox, retErr error) {
+	s := &Sandbox{id: cfg.ID, log: cfg.Logger.With("sandbox", cfg.ID), cgroup: cfg.Cgroup, runsc: cfg.Runsc, exited: make(chan struct{})}
 	defer func() {
 		if retErr != nil {
 			s.setReason("boot failed")
@@ -56,18 +118,15 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 	s.undo.Push("deleting runsc sandbox", func(ctx context.Context) error {
 		return ignoreUnknown(cfg.Runsc.Delete(ctx, cfg.ID))
 	})
-	t0 := time.Now()
-	err = cfg.Runsc.Create(ctx, cfg.ID, runsc.CreateOpts{Bundle: cfg.BundleDir, Stdin: p.inR, Stdout: p.outW, Stderr: p.errW})
-	p.closeTheirs()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s", err, stderr.text())
-	}
-	t1 := time.Now()
-	if err := cfg.Runsc.Start(ctx, cfg.ID); err != nil {
+	if err := start(s, p, stderr); err != nil {
 		return nil, err
 	}
-	t2 := time.Now()
+	return s, nil
+}
 
+// connect runs the gRPC client over the sandbox's pipes and waits until
+// the agent answers a Ping.
+func (s *Sandbox) connect(ctx context.Context, cfg Config, p *pipes, stderr *tail) error {
 	conn, err := dialAgent(p.outR, p.inW, func() {
 		s.mu.Lock()
 		s.died = !s.stopped
@@ -85,7 +144,7 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 		close(s.exited)
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.conn = conn
 	s.agent = agentv1.NewAgentServiceClient(conn)
@@ -97,16 +156,9 @@ func Boot(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
 		CodeProcesses:      int64(cfg.Spec.CodeProcesses()),
 	}
 	if _, err := s.agent.Ping(ctx, ping); err != nil {
-		return nil, fmt.Errorf("waiting for the sandbox agent: %w: %s", err, stderr.text())
+		return fmt.Errorf("waiting for the sandbox agent: %w: %s", err, stderr.text())
 	}
-	t3 := time.Now()
-	if cfg.Warmup != "" {
-		if err := s.warmup(ctx, cfg.Warmup); err != nil {
-			return nil, err
-		}
-	}
-	s.log.Debug("sandbox booted", "create", t1.Sub(t0), "start", t2.Sub(t1), "agent_ready", t3.Sub(t2), "warmup", time.Since(t3))
-	return s, nil
+	return nil
 }
 
 // writeBundle writes the OCI bundle (config.json) into a new directory that

@@ -36,9 +36,9 @@ type Config struct {
 	// PythonAddressSpace is RLIMIT_AS in bytes of the Python worker (policy
 	// limits.python_address_space); 0: no cap.
 	PythonAddressSpace int64
-	// Warmup is Python code run once after boot (the template's warm
-	// imports); the boot fails unless it succeeds. Empty: none.
-	Warmup string
+	// WarmImports are the template's warm imports: a boot imports them and
+	// fails unless that succeeds; a restore checks they are loaded.
+	WarmImports []string
 	// Cgroup holds the sandbox's CPU and memory limits; the sandbox deletes
 	// it on teardown. Nil: no cgroup.
 	Cgroup *cgroups.Group
@@ -54,6 +54,9 @@ type Sandbox struct {
 	agent   agentv1.AgentServiceClient
 	undo    cleanup.Stack
 	cgroup  *cgroups.Group // nil without one
+	runsc   *runsc.Runsc
+	// restored: made from a snapshot image, not booted.
+	restored bool
 	exited  chan struct{}  // closed when the agent connection ends
 	mu      sync.Mutex
 	reason  string // why the sandbox ended, set once
@@ -64,6 +67,10 @@ type Sandbox struct {
 
 // ID returns the sandbox ID.
 func (s *Sandbox) ID() string { return s.id }
+
+// Restored reports whether the sandbox was restored from a snapshot image
+// rather than booted.
+func (s *Sandbox) Restored() bool { return s.restored }
 
 // Cgroup returns the sandbox's cgroup, nil if it has none.
 func (s *Sandbox) Cgroup() *cgroups.Group { return s.cgroup }

@@ -28,6 +28,34 @@ func WarmupCode(modules []string) string {
 	return "import " + strings.Join(modules, ", ")
 }
 
+// restoreProbe returns the first cell of a restored clone. Every clone of
+// an image starts from the same memory, so it reseeds what the template's
+// interpreter had seeded: random's global generator, numpy.random's global
+// state and tempfile's name sequence (os.urandom, uuid4, secrets and
+// numpy's default_rng() read fresh host entropy on each call already).
+// Then it fails unless the warm imports are loaded: a boot's readiness
+// probe, for a restore. It leaves no name in the cells' namespace.
+func restoreProbe(modules []string) string {
+	quoted := make([]string, len(modules))
+	for i, m := range modules {
+		quoted[i] = "'" + m + "'" // validated dotted identifiers: no quoting needed
+	}
+	return `def __sandboxd_restored():
+    import random, sys, tempfile
+    random.seed()
+    if 'numpy.random' in sys.modules:
+        sys.modules['numpy.random'].seed()
+    tempfile._name_sequence = None
+    missing = [m for m in [` + strings.Join(quoted, ", ") + `] if m not in sys.modules]
+    if missing:
+        raise ImportError('warm imports not loaded after restore: ' + ', '.join(missing))
+try:
+    __sandboxd_restored()
+finally:
+    del __sandboxd_restored
+`
+}
+
 // warmup runs code in the Python worker and requires it to succeed: it is
 // the readiness probe of a warm sandbox.
 func (s *Sandbox) warmup(ctx context.Context, code string) error {
