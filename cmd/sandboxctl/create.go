@@ -38,8 +38,8 @@ address space) boots a fresh sandbox instead of taking one from the pool.
 			return err
 		}
 		sb, err := client.CreateSandbox(ctx, &sandboxv1.CreateSandboxRequest{
-			Template:   *template,
-			Labels:     labels,
+			Template:       *template,
+			Labels:         labels,
 			BypassPool:     *bypass,
 			BypassSnapshot: *bypassSnapshot,
 			Limits:         limitsRequest(limits),

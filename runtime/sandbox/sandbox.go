@@ -48,21 +48,21 @@ type Config struct {
 
 // Sandbox is a booted sandbox. Its methods are safe for concurrent use.
 type Sandbox struct {
-	id      string
-	log     *slog.Logger
-	conn    *grpc.ClientConn
-	agent   agentv1.AgentServiceClient
-	undo    cleanup.Stack
-	cgroup  *cgroups.Group // nil without one
-	runsc   *runsc.Runsc
+	id     string
+	log    *slog.Logger
+	conn   *grpc.ClientConn
+	agent  agentv1.AgentServiceClient
+	undo   cleanup.Stack
+	cgroup *cgroups.Group // nil without one
+	runsc  *runsc.Runsc
 	// restored: made from a snapshot image, not booted.
 	restored bool
-	exited  chan struct{}  // closed when the agent connection ends
-	mu      sync.Mutex
-	reason  string // why the sandbox ended, set once
-	stopped bool   // Destroy was called
-	oom     bool   // the host killed it for going over its memory limit
-	died    bool   // it ended on its own, before any Destroy
+	exited   chan struct{} // closed when the agent connection ends
+	mu       sync.Mutex
+	reason   string // why the sandbox ended, set once
+	stopped  bool   // Destroy was called
+	oom      bool   // the host killed it for going over its memory limit
+	died     bool   // it ended on its own, before any Destroy
 }
 
 // ID returns the sandbox ID.
