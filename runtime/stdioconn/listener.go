@@ -213,11 +213,16 @@ func (c *listenerConn) Write(p []byte) (int, error) {
 }
 
 // Close ends the connection. A connection that was not detached ended
-// because the daemon went away, so the Listener ends too.
+// because the daemon went away or the server stops, so the Listener ends
+// too, and a read or write blocked on the pipes returns at once (the
+// Listener never closes them: the process exits soon after).
 func (c *listenerConn) Close() error {
 	c.closed.Do(func() {
 		if !c.detached.Load() {
 			c.l.end()
+			past := time.Unix(1, 0)
+			_ = c.l.r.SetReadDeadline(past)
+			_ = c.l.w.SetWriteDeadline(past)
 		}
 		c.retire()
 	})

@@ -158,3 +158,31 @@ func TestAwaitPrefaceBoundsDiscard(t *testing.T) {
 type iotestHalf struct{ r io.Reader }
 
 func (h iotestHalf) Read(p []byte) (int, error) { return h.r.Read(p[:min(len(p), 7)]) }
+
+// TestCloseUnblocksReader guarantees that closing the attached connection
+// (the gRPC server stopping on SIGTERM) wakes a reader blocked on the pipe,
+// so the agent can exit while the daemon keeps its end open.
+func TestCloseUnblocksReader(t *testing.T) {
+	l, _, _ := listenerPipes(t)
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 1)); read <- err }()
+	time.Sleep(10 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Fatal("read returned data after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close left the reader blocked")
+	}
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("Done not closed after the attached connection closed")
+	}
+}
