@@ -104,14 +104,12 @@ func (m *Manager) snapshotImage(t *policy.Template) (string, bool) {
 }
 
 // snapshotBuilder returns the function that builds t's image: it boots and
-// warms a sandbox that no client ever gets, counted against the host's
-// limit while it lives, and checkpoints it.
+// warms a sandbox that no client ever gets and checkpoints it. The store
+// builds one image at a time, for seconds; that sandbox is the daemon's
+// own and not counted against host.max_sandboxes, so a host full of client
+// sandboxes does not keep the snapshot from being built.
 func (m *Manager) snapshotBuilder(t *policy.Template) snapshot.Builder {
 	return func(ctx context.Context, dir string) error {
-		if !m.slots.TryAcquire() {
-			return fmt.Errorf("no room for the template sandbox: %w", errHostFull(m.Policy()))
-		}
-		defer m.slots.Release()
 		sb, err := m.boot(ctx, t)
 		if err != nil {
 			return fmt.Errorf("booting the template sandbox: %w", err)

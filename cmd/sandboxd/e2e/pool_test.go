@@ -166,6 +166,8 @@ func TestPolicyReloadGrowsPoolAndRejectsInvalid(t *testing.T) {
 // killed from outside is never handed out and is replaced.
 func TestKilledIdleSandboxIsReplaced(t *testing.T) {
 	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pool.yaml")})
+	// Until the snapshot is built, runsc also lists its template sandbox.
+	d.waitSnapshot(t, "python", nil)
 	d.waitPool(t, "python", "2 idle", func(p *sandboxv1.Pool) bool { return p.Idle == 2 })
 	idle := runscList(t, d.runscRoot())
 	if len(idle) != 2 {
