@@ -32,7 +32,9 @@ const (
 	// large enough that the transfer rate, not the round trip, dominates.
 	defaultFileMiB = 64
 	// defaultPoolWait bounds the untimed wait for the warm pool to refill
-	// before each run; a refill boots sandboxes one at a time, seconds each.
+	// before each run, and for the template's snapshot once: a refill
+	// boots sandboxes one at a time, seconds each, and a snapshot build
+	// boots, warms and checkpoints one sandbox.
 	defaultPoolWait = time.Minute
 	// minBurst is the smallest default burst: one sandbox is no burst.
 	minBurst = 2
@@ -43,13 +45,20 @@ const (
 	scenarioWarm      = "warm"
 	scenarioCold      = "cold"
 	scenarioColdReady = "cold-ready"
+	scenarioBoot      = "boot"
+	scenarioBootReady = "boot-ready"
 	scenarioExec      = "exec"
 	scenarioFiles     = "files"
 	scenarioBurst     = "burst"
+	scenarioRefill    = "refill"
+	scenarioMemory    = "memory"
 )
 
 // allScenarios lists every scenario in run order.
-var allScenarios = []string{scenarioWarm, scenarioCold, scenarioColdReady, scenarioExec, scenarioFiles, scenarioBurst}
+var allScenarios = []string{
+	scenarioWarm, scenarioCold, scenarioColdReady, scenarioBoot, scenarioBootReady,
+	scenarioExec, scenarioFiles, scenarioBurst, scenarioRefill, scenarioMemory,
+}
 
 // benchOptions are the parsed flags of bench.
 type benchOptions struct {
@@ -84,10 +93,18 @@ Scenarios (--scenarios, comma-separated; default all; "none" with
               shows the pools refilled, so that each run can be a pool hit;
               the notes give the share of runs the daemon served warm
               (cold_start false).
-  cold        The same with bypass_pool: a sandbox booted for the request.
+  cold        The same with bypass_pool: a sandbox made for the request,
+              restored from the template's snapshot when it is ready, else
+              booted. Before the first run bench waits (untimed, at most
+              --pool-wait) until ListPools shows the template's snapshot no
+              longer building; the notes say how many sandboxes were
+              restored and how many booted (Sandbox.start).
   cold-ready  A cold create until an Exec of "import numpy, pandas,
               matplotlib.pyplot" (the default template's warm imports)
               completes: the time to the first pandas result.
+  boot        Like cold with bypass_snapshot: a sandbox booted in full,
+              neither from the pool nor from the snapshot.
+  boot-ready  Like cold-ready with bypass_snapshot.
   exec        In one live sandbox, the round trip of a trivial Exec: rows
               exec-python ("pass") and exec-bash ("true").
   files       Upload, then Download, of a random file (--file-mib, 1 MiB
@@ -98,6 +115,21 @@ Scenarios (--scenarios, comma-separated; default all; "none" with
               latency of each of the K. K is --concurrency, by default twice
               the pool's target_idle (at least 2). Bench runs ceil(N/K)
               rounds (after ceil(W/K) warm-up rounds), so about N samples.
+  refill      With the template's pool at its target, take sandboxes from it
+              (held, untimed) until it is empty, and time from the first
+              take until ListPools shows its idle back at target_idle; the
+              notes give the refill rate in sandboxes/s (target_idle over
+              that time). Waits for the snapshot like cold.
+  memory      The memory of an idle sandbox, rows memory-restore (a
+              bypass_pool create, which must be restored) and memory-boot
+              (bypass_snapshot), measured 1.5 s after both were created:
+              what the sandbox's host cgroup charges (GetSandbox usage) and
+              the PSS of its host processes (runsc-sandbox and runsc-gofer,
+              found by the sandbox ID in /proc/*/cmdline; needs root and the
+              daemon's host, else left out with a note), in MiB at p50, and
+              restore's over boot's. PSS divides each page shared with
+              other processes (the runsc binary, other sandboxes restored
+              from the same image) among them. -n runs, no warm-up.
 Sandboxes are destroyed after each run (untimed) and carry the label
 sandboxctl.bench=RUN, so leftovers of an interrupted run can be found with
 'sandboxctl list --label sandboxctl.bench=RUN'.
@@ -120,8 +152,9 @@ runs are interleaved (round i runs one run of each), so that a host that
 drifts or gets busy affects all alike and the ratios hold. A failed run is
 counted, not fatal. The table gives p50, p90, p99 (nearest rank: an observed
 sample), max and mean in milliseconds and, under VS, the ratio of each
-scenario to its baselines (warm and cold vs runsc-run, runc-run and
-host-python; cold-ready vs runsc-run-imports; exec-python vs runsc-exec).
+scenario to its baselines (warm, cold and boot vs runsc-run, runc-run and
+host-python; cold-ready and boot-ready vs runsc-run-imports; exec-python
+vs runsc-exec); memory has a section of its own.
 
 --json FILE writes the results with every sample, the ratios and the host
 (hostname, kernel, cores, memory, runsc version, date); --csv FILE one row
@@ -150,7 +183,7 @@ func benchCommand() *command {
 	cmd.flags.StringVar(&o.runsc, "runsc", defaultRunsc, "runsc binary `PATH` for the baselines")
 	cmd.flags.StringVar(&o.rootfs, "rootfs", defaultRootfs, "rootfs `DIR` for the baselines")
 	cmd.flags.IntVar(&o.fileMiB, "file-mib", defaultFileMiB, "size of the files scenario's file in `MiB`")
-	cmd.flags.DurationVar(&o.poolWait, "pool-wait", defaultPoolWait, "before each run, wait at most `DURATION` (untimed) for the warm pools to refill; 0: do not wait")
+	cmd.flags.DurationVar(&o.poolWait, "pool-wait", defaultPoolWait, "before each run, wait at most `DURATION` (untimed) for the warm pools to refill, and once for the template's snapshot; 0: do not wait")
 
 	cmd.run = func(ctx context.Context, c *cli, _ []string) error {
 		var err error
@@ -287,7 +320,7 @@ func runBench(ctx context.Context, c *cli, o *benchOptions) error {
 	rep := newReport(h.results(), machineInfoFor(o.runsc, started), reportConfig(o, d, c.socket))
 	if d != nil {
 		rep.Pools = d.pools.infos()
-		for _, n := range d.coldNotes(h.results()) {
+		for _, n := range d.startNotes(h.results()) {
 			notef("%s", n)
 		}
 	}

@@ -27,6 +27,21 @@ const (
 	maxCapturedOutput = 64 << 10
 )
 
+// createMode is how bench asks CreateSandbox for a sandbox.
+type createMode int
+
+const (
+	// fromPool takes a warm sandbox from the pool when it has one.
+	fromPool createMode = iota
+	// bypassPool (cold) makes one for the request: restored from the
+	// template's snapshot when it is ready, else booted.
+	bypassPool
+	// bypassSnapshot (boot) boots one in full. bypass_pool is set too: the
+	// API says bypass_snapshot implies it, and a daemon that predates
+	// snapshots then still boots one rather than handing out a pool hit.
+	bypassSnapshot
+)
+
 // daemonBench runs the scenarios against sandboxd.
 type daemonBench struct {
 	client   sandboxv1.SandboxServiceClient
@@ -42,6 +57,12 @@ type daemonBench struct {
 	seenTemplate string
 	// burstK is the burst size, once burst's setup chose it.
 	burstK int
+	// snapshotWaited is set once a scenario that wants restores waited
+	// for the template's snapshot (awaitSnapshot).
+	snapshotWaited bool
+	// pssNoted is set once memory noted how it reads PSS, or why it
+	// cannot.
+	pssNoted bool
 }
 
 // newDaemonBench connects to the daemon and looks at its pools. An
@@ -70,12 +91,13 @@ func newDaemonBench(ctx context.Context, c *cli, o *benchOptions, runID string, 
 	return d, nil
 }
 
-// create creates a sandbox of the template, from the pool unless bypass.
-func (d *daemonBench) create(ctx context.Context, bypass bool) (*sandboxv1.Sandbox, error) {
+// create creates a sandbox of the template as mode says.
+func (d *daemonBench) create(ctx context.Context, mode createMode) (*sandboxv1.Sandbox, error) {
 	sb, err := d.client.CreateSandbox(ctx, &sandboxv1.CreateSandboxRequest{
-		Template:   d.template,
-		Labels:     d.labels,
-		BypassPool: bypass,
+		Template:       d.template,
+		Labels:         d.labels,
+		BypassPool:     mode != fromPool,
+		BypassSnapshot: mode == bypassSnapshot,
 	})
 	if err != nil {
 		return nil, err
@@ -163,26 +185,44 @@ func (out execOutput) check(want string) error {
 	return nil
 }
 
-// createExec is the run of warm, cold, cold-ready and burst: create a
-// sandbox, run code in it, and time both together until the result
-// arrives. It returns the sandbox's ID ("" if none) for the caller to
-// destroy, untimed.
-func (d *daemonBench) createExec(ctx context.Context, row string, bypass bool, code, want string) (sample, string) {
+// templateName is the template bench creates from: --template, else the
+// policy's default as the daemon named it in a response ("" before any).
+func (d *daemonBench) templateName() string {
+	if d.template != "" {
+		return d.template
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.seenTemplate
+}
+
+// createExec is the run of warm, cold, cold-ready, boot, boot-ready and
+// burst: create a sandbox, run code in it, and time both together until
+// the result arrives. It returns the sandbox's ID ("" if none) for the
+// caller to destroy, untimed.
+func (d *daemonBench) createExec(ctx context.Context, row string, mode createMode, code, want string) (sample, string) {
 	start := time.Now()
-	sb, err := d.create(ctx, bypass)
+	sb, err := d.create(ctx, mode)
 	if err != nil {
 		return sample{row: row, err: &stepError{"create", err}}, ""
 	}
 	out, err := d.exec(ctx, sb.GetSandboxId(), sandboxv1.Language_LANGUAGE_PYTHON, code)
 	ms := msSince(start)
-	cold := sb.GetColdStart()
-	s := sample{row: row, ms: ms, cold: &cold}
+	s := createdSample(row, sb)
+	s.ms = ms
 	if err != nil {
 		s.err = &stepError{"exec", err}
 	} else {
 		s.err = out.check(want)
 	}
 	return s, sb.GetSandboxId()
+}
+
+// createdSample is a sample of row for a run that created sb: how it
+// started, nothing measured yet.
+func createdSample(row string, sb *sandboxv1.Sandbox) sample {
+	cold := sb.GetColdStart()
+	return sample{row: row, cold: &cold, start: sb.GetStart()}
 }
 
 // upload writes data to path in sandbox id in chunks of benchFileChunk.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math"
 	"time"
+
+	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
 
 // Limits of the harness.
@@ -24,8 +26,9 @@ const (
 
 // Kinds of rows.
 const (
-	kindScenario = "scenario"
-	kindBaseline = "baseline"
+	kindScenario = "scenario" // latencies of the daemon
+	kindBaseline = "baseline" // latencies without the daemon
+	kindMemory   = "memory"   // memory of idle sandboxes, not latencies
 )
 
 // sample is the outcome of one timed operation of a run.
@@ -36,8 +39,22 @@ type sample struct {
 	// cold, for runs that created a sandbox, is the response's cold_start;
 	// nil when the run created none (or the create failed).
 	cold *bool
+	// start is how the created sandbox started (the response's start);
+	// unspecified when the daemon does not say or no sandbox was created.
+	start sandboxv1.StartKind
 	// bytes is the payload the operation moved (files), else 0.
 	bytes int64
+	// sandboxes is how many sandboxes the operation waited for (refill),
+	// else 0.
+	sandboxes int
+	// mem is what a memory run measured; ms is then meaningless.
+	mem *memSample
+}
+
+// memSample is the memory of one idle sandbox.
+type memSample struct {
+	cgroup int64 // bytes its host cgroup charges (GetSandbox usage)
+	pss    int64 // proportional set size of its host processes; -1 unknown
 }
 
 // benchItem is a scenario or a baseline: a setup, then rounds, each of which
@@ -79,11 +96,23 @@ type series struct {
 	// Creates counts the timed runs whose CreateSandbox answered, and
 	// ColdStarts those of them whose response said cold_start.
 	Creates, ColdStarts int
-	Bytes               int64 // payload of one run (files rows), else 0
+	// Pooled, Restores and Boots count the creates whose response said
+	// start POOL, RESTORE and BOOT; all zero from a daemon that predates
+	// snapshots.
+	Pooled, Restores, Boots int
+	Bytes                   int64 // payload of one run (files rows), else 0
+	Sandboxes               int   // sandboxes of one run (refill), else 0
+	// Memory holds the successful runs of a memory row, in run order (its
+	// Samples stay empty: a row has one or the other).
+	Memory []memSample
 }
 
 // successes is the number of successful runs.
-func (s *series) successes() int { return len(s.Samples) }
+func (s *series) successes() int { return len(s.Samples) + len(s.Memory) }
+
+// startsKnown reports whether the daemon said how the row's sandboxes
+// started (Sandbox.start).
+func (s *series) startsKnown() bool { return s.Pooled+s.Restores+s.Boots > 0 }
 
 // addError keeps msg unless it is a repeat or the row has enough.
 func (s *series) addError(msg string) bool {
@@ -218,15 +247,30 @@ func (h *harness) record(samples []sample) {
 			if *sm.cold {
 				s.ColdStarts++
 			}
+			switch sm.start {
+			case sandboxv1.StartKind_START_KIND_POOL:
+				s.Pooled++
+			case sandboxv1.StartKind_START_KIND_RESTORE:
+				s.Restores++
+			case sandboxv1.StartKind_START_KIND_BOOT:
+				s.Boots++
+			}
 		}
 		if sm.bytes > 0 {
 			s.Bytes = sm.bytes
+		}
+		if sm.sandboxes > 0 {
+			s.Sandboxes = sm.sandboxes
 		}
 		if sm.err != nil {
 			msg := h.describeErr(sm.err)
 			if s.addError(msg) {
 				h.notef("%s: run %d failed: %s", sm.row, s.Runs, msg)
 			}
+			continue
+		}
+		if sm.mem != nil {
+			s.Memory = append(s.Memory, *sm.mem)
 			continue
 		}
 		s.Samples = append(s.Samples, roundMS(sm.ms))

@@ -13,10 +13,18 @@ import (
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
 
-// poolPollInterval is how often bench asks ListPools while it waits for a
-// refill: short next to a boot (a second or more), so a refilled pool is
-// seen at once, and the RPC is cheap enough not to disturb the daemon.
-const poolPollInterval = 50 * time.Millisecond
+// How often bench asks ListPools while it waits.
+const (
+	// poolPollInterval, between runs and for the snapshot: short next to
+	// a boot (a second or more), so a refilled pool is seen at once, and
+	// the RPC is cheap enough not to disturb the daemon.
+	poolPollInterval = 50 * time.Millisecond
+	// refillPollInterval, while refill times a refill: restoring a pool of
+	// two takes a few hundred ms, and a 10 ms step keeps the timing error
+	// to a few percent, while a ListPools costs the daemon well under a
+	// millisecond.
+	refillPollInterval = 10 * time.Millisecond
+)
 
 // poolWatcher follows the daemon's warm pools through ListPools, which a
 // daemon without pools does not implement: then it waits for nothing.
@@ -27,7 +35,7 @@ type poolWatcher struct {
 
 	mu            sync.Mutex
 	unimplemented bool              // ListPools answered Unimplemented
-	atStart       []*sandboxv1.Pool // the pools before the first run
+	atStart       []*sandboxv1.Pool // the pools before the first run (after the snapshot wait)
 	timedOut      bool              // a wait has timed out (noted once)
 }
 
@@ -117,18 +125,107 @@ func (p *poolWatcher) settle(ctx context.Context) {
 	}
 }
 
-// poolsSettled reports whether every pool holds its target of idle
-// sandboxes (or as many as its max_total leaves room for) and is booting
-// none.
+// poolsSettled reports whether every pool is full (poolFull) and is
+// booting none.
 func poolsSettled(pools []*sandboxv1.Pool) bool {
 	for _, p := range pools {
-		full := p.GetIdle() >= p.GetTargetIdle() ||
-			(p.GetMaxTotal() > 0 && p.GetIdle()+p.GetInUse() >= p.GetMaxTotal())
-		if p.GetBooting() > 0 || !full {
+		if p.GetBooting() > 0 || !poolFull(p) {
 			return false
 		}
 	}
 	return true
+}
+
+// poolFull reports whether p holds its target of idle sandboxes, or as
+// many as its max_total leaves room for.
+func poolFull(p *sandboxv1.Pool) bool {
+	return p.GetIdle() >= p.GetTargetIdle() ||
+		(p.GetMaxTotal() > 0 && p.GetIdle()+p.GetInUse() >= p.GetMaxTotal())
+}
+
+// waitSnapshot waits, at most p.wait, until no snapshot of template's pool
+// is building (snapshotPools says which), and returns those pools as last
+// seen, and how long it waited. The whole list it last saw becomes the
+// pools of the report: what the runs met. An error is ListPools' or ctx's.
+func (p *poolWatcher) waitSnapshot(ctx context.Context, template string) ([]*sandboxv1.Pool, time.Duration, error) {
+	start := time.Now()
+	for {
+		pools, err := p.list(ctx)
+		if err != nil {
+			return nil, time.Since(start), err
+		}
+		mine := snapshotPools(pools, template)
+		if !snapshotBuilding(mine) || time.Since(start) >= p.wait {
+			p.mu.Lock()
+			if !p.unimplemented {
+				p.atStart = pools
+			}
+			p.mu.Unlock()
+			return mine, time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, time.Since(start), ctx.Err()
+		case <-time.After(poolPollInterval):
+		}
+	}
+}
+
+// snapshotPools returns the pools whose snapshot serves template: its own
+// (findPool), or every pool when the template is the unnamed default and
+// findPool cannot tell which; none for a template without a pool.
+func snapshotPools(pools []*sandboxv1.Pool, template string) []*sandboxv1.Pool {
+	if p := findPool(pools, template); p != nil {
+		return []*sandboxv1.Pool{p}
+	}
+	if template == "" {
+		return pools
+	}
+	return nil
+}
+
+// snapshotBuilding reports whether the snapshot of any of pools is being
+// built. A daemon that predates snapshots builds none.
+func snapshotBuilding(pools []*sandboxv1.Pool) bool {
+	for _, p := range pools {
+		if p.GetSnapshot().GetState() == sandboxv1.SnapshotState_SNAPSHOT_STATE_BUILDING {
+			return true
+		}
+	}
+	return false
+}
+
+// waitRefill polls ListPools every refillPollInterval until the pool of
+// template is full (poolFull) and returns the idle sandboxes it then holds.
+// It fails when ctx ends, after p.wait when that is set, or when the pool
+// is gone.
+func (p *poolWatcher) waitRefill(ctx context.Context, template string) (int, error) {
+	if p.wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.wait)
+		defer cancel()
+	}
+	var last *sandboxv1.Pool
+	for {
+		pools, err := p.list(ctx)
+		if err != nil {
+			if last != nil && ctx.Err() != nil {
+				return 0, fmt.Errorf("the pool did not refill in time (%s)", describePools([]*sandboxv1.Pool{last}))
+			}
+			return 0, fmt.Errorf("listing the pools: %w", err)
+		}
+		if last = findPool(pools, template); last == nil {
+			return 0, fmt.Errorf("template %q has no pool any more", template)
+		}
+		if poolFull(last) {
+			return int(last.GetIdle()), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("the pool did not refill in time (%s)", describePools([]*sandboxv1.Pool{last}))
+		case <-time.After(refillPollInterval):
+		}
+	}
 }
 
 // describePools renders pools briefly for notes.
@@ -136,11 +233,23 @@ func describePools(pools []*sandboxv1.Pool) string {
 	parts := make([]string, len(pools))
 	for i, p := range pools {
 		parts[i] = fmt.Sprintf("%s: %d/%d idle, %d booting", p.GetTemplate(), p.GetIdle(), p.GetTargetIdle(), p.GetBooting())
+		if sn := snapshotName(p.GetSnapshot()); sn != "" {
+			parts[i] += ", snapshot " + sn
+		}
 		if e := p.GetLastError(); e != "" {
 			parts[i] += ", last error: " + e
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// snapshotName is a snapshot state without its enum prefix, lower case
+// ("ready"); empty for a daemon that predates snapshots.
+func snapshotName(sn *sandboxv1.Snapshot) string {
+	if sn == nil {
+		return ""
+	}
+	return strings.ToLower(strings.TrimPrefix(sn.GetState().String(), "SNAPSHOT_STATE_"))
 }
 
 // findPool returns the pool of template; for an empty template (the
@@ -165,4 +274,38 @@ func findPool(pools []*sandboxv1.Pool, template string) *sandboxv1.Pool {
 // half the burst is served warm and half must boot, and at least minBurst.
 func burstSize(pool *sandboxv1.Pool) int {
 	return max(minBurst, 2*int(pool.GetTargetIdle()))
+}
+
+// awaitSnapshot waits, once per benchmark and untimed (at most
+// --pool-wait), until the template's snapshot is no longer building, so
+// that cold creates are restores rather than boots. It notes what the
+// runs will meet when that is not a ready snapshot; a daemon that predates
+// snapshots gets no note (startNotes speaks of its runs).
+func (d *daemonBench) awaitSnapshot(ctx context.Context) {
+	d.mu.Lock()
+	done := d.snapshotWaited
+	d.snapshotWaited = true
+	d.mu.Unlock()
+	if done {
+		return
+	}
+	pools, waited, err := d.pools.waitSnapshot(ctx, d.templateName())
+	if err != nil {
+		return // the runs will show what is wrong
+	}
+	for _, p := range pools {
+		sn := p.GetSnapshot()
+		switch sn.GetState() {
+		case sandboxv1.SnapshotState_SNAPSHOT_STATE_READY:
+			if waited >= poolPollInterval {
+				d.notef("waited %s for the snapshot of template %q", waited.Round(time.Millisecond), p.GetTemplate())
+			}
+		case sandboxv1.SnapshotState_SNAPSHOT_STATE_BUILDING:
+			d.notef("the snapshot of template %q was still building after %s: cold runs boot in full until it is ready (--pool-wait sets the wait)", p.GetTemplate(), waited.Round(time.Millisecond))
+		case sandboxv1.SnapshotState_SNAPSHOT_STATE_FAILED:
+			d.notef("the snapshot of template %q failed (%s): cold runs boot in full", p.GetTemplate(), sn.GetLastError())
+		case sandboxv1.SnapshotState_SNAPSHOT_STATE_DISABLED:
+			d.notef("template %q has no snapshot (snapshot: false in the policy): cold runs boot in full, like boot", p.GetTemplate())
+		}
+	}
 }

@@ -85,7 +85,8 @@ func (p *lineProgress) note(msg string) {
 func (p *lineProgress) finish() {}
 
 // roundLine renders a round's samples: per row in order of appearance, its
-// latency, "Nx p50 LATENCY" for several samples, and failures.
+// latency (a memory row's cgroup usage), "Nx p50 LATENCY" for several
+// samples, and failures.
 func roundLine(round, rounds int, warm bool, samples []sample) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "round %d/%d", round+1, rounds)
@@ -106,8 +107,13 @@ func roundLine(round, rounds int, warm bool, samples []sample) string {
 			b.WriteString(",")
 		}
 		var ok []float64
+		unit := "ms"
 		for _, s := range byRow[row] {
-			if s.err == nil {
+			switch {
+			case s.err != nil:
+			case s.mem != nil:
+				ok, unit = append(ok, float64(s.mem.cgroup)/(1<<20)), "MiB"
+			default:
 				ok = append(ok, s.ms)
 			}
 		}
@@ -117,9 +123,9 @@ func roundLine(round, rounds int, warm bool, samples []sample) string {
 		case len(ok) == 0:
 			b.WriteString(" failed")
 		case n == 1:
-			fmt.Fprintf(&b, " %s ms", fmtMS(ok[0]))
+			fmt.Fprintf(&b, " %s %s", fmtMS(ok[0]), unit)
 		default:
-			fmt.Fprintf(&b, " %dx p50 %s ms", n, fmtMS(summarize(ok).P50))
+			fmt.Fprintf(&b, " %dx p50 %s %s", n, fmtMS(summarize(ok).P50), unit)
 		}
 		if failed > 0 && len(ok) > 0 {
 			fmt.Fprintf(&b, " (%d failed)", failed)

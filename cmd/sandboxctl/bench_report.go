@@ -30,6 +30,10 @@ var benchComparisons = []struct{ scenario, baseline string }{
 	{scenarioCold, baselineRuncRun},
 	{scenarioCold, baselineHostPython},
 	{scenarioColdReady, baselineRunscRunImports},
+	{scenarioBoot, baselineRunscRun},
+	{scenarioBoot, baselineRuncRun},
+	{scenarioBoot, baselineHostPython},
+	{scenarioBootReady, baselineRunscRunImports},
 	{rowExecPython, baselineRunscExec},
 }
 
@@ -70,13 +74,19 @@ type poolInfo struct {
 	Idle       int32  `json:"idle"`
 	InUse      int32  `json:"in_use"`
 	Booting    int32  `json:"booting"`
+	// Snapshot is the state of the template's snapshot ("ready",
+	// "building", "failed", "disabled"), SnapshotBytes its image's size;
+	// empty and 0 from a daemon that predates snapshots.
+	Snapshot      string `json:"snapshot,omitempty"`
+	SnapshotBytes int64  `json:"snapshot_bytes,omitempty"`
 }
 
-// benchResult is one row: a scenario or a baseline. Statistics are null
-// when no run succeeded.
+// benchResult is one row: a scenario, a baseline, or a memory row (whose
+// latency statistics are null). Statistics are null when no run
+// succeeded.
 type benchResult struct {
 	Name        string    `json:"name"`
-	Kind        string    `json:"kind"` // "scenario" or "baseline"
+	Kind        string    `json:"kind"` // "scenario", "baseline" or "memory"
 	Runs        int       `json:"runs"`
 	Successes   int       `json:"successes"`
 	Failures    int       `json:"failures"`
@@ -87,19 +97,36 @@ type benchResult struct {
 	P99MS       *float64  `json:"p99_ms"`
 	MaxMS       *float64  `json:"max_ms"`
 	MeanMS      *float64  `json:"mean_ms"`
-	SamplesMS   []float64 `json:"samples_ms"` // successful runs, in run order
-	// Sandbox creation (warm, cold, cold-ready, burst): runs whose
-	// CreateSandbox answered, and those whose response said cold_start.
-	// PoolHitRatio is the share of them served warm (cold_start false).
+	SamplesMS   []float64 `json:"samples_ms"` // successful runs, in run order; empty for memory rows
+	// Sandbox creation (warm, cold, cold-ready, boot, boot-ready, burst,
+	// memory): runs whose CreateSandbox answered, and those whose response
+	// said cold_start. PoolHitRatio is the share of them served warm
+	// (cold_start false). Restores and Boots count those whose response
+	// said start RESTORE and BOOT, when the daemon reports start kinds.
 	Creates      *int     `json:"creates,omitempty"`
 	ColdStarts   *int     `json:"cold_starts,omitempty"`
 	PoolHitRatio *float64 `json:"pool_hit_ratio,omitempty"`
+	Restores     *int     `json:"restores,omitempty"`
+	Boots        *int     `json:"boots,omitempty"`
 	// Transfers (files-upload, files-download): bytes per run, and the rate
 	// at the median and at the mean latency.
 	Bytes         int64    `json:"bytes,omitempty"`
 	MiBPerSecP50  *float64 `json:"mib_per_s_p50,omitempty"`
 	MiBPerSecMean *float64 `json:"mib_per_s_mean,omitempty"`
-	Errors        []string `json:"errors"` // distinct failures, the first few
+	// Refill: the sandboxes the pool refilled per run (its target_idle),
+	// and the rate at the median and at the mean time of a refill.
+	Sandboxes           int      `json:"sandboxes,omitempty"`
+	SandboxesPerSecP50  *float64 `json:"sandboxes_per_s_p50,omitempty"`
+	SandboxesPerSecMean *float64 `json:"sandboxes_per_s_mean,omitempty"`
+	// Memory rows (memory-restore, memory-boot): per successful run, the
+	// bytes the idle sandbox's host cgroup charged and the PSS of its host
+	// processes (runs whose PSS could not be read left out), and the
+	// median of each in MiB.
+	CgroupBytes  []int64  `json:"cgroup_bytes,omitempty"`
+	CgroupMiBP50 *float64 `json:"cgroup_mib_p50,omitempty"`
+	PSSBytes     []int64  `json:"pss_bytes,omitempty"`
+	PSSMiBP50    *float64 `json:"pss_mib_p50,omitempty"`
+	Errors       []string `json:"errors"` // distinct failures, the first few
 }
 
 // comparison is a scenario's latency over a baseline's: 3.5 means the
@@ -150,13 +177,28 @@ func resultOf(s *series) benchResult {
 	if s.Creates > 0 {
 		r.Creates, r.ColdStarts = ptr(s.Creates), ptr(s.ColdStarts)
 		r.PoolHitRatio = ptr(float64(s.Creates-s.ColdStarts) / float64(s.Creates))
+		if s.startsKnown() {
+			r.Restores, r.Boots = ptr(s.Restores), ptr(s.Boots)
+		}
 	}
+	for _, m := range s.Memory {
+		r.CgroupBytes = append(r.CgroupBytes, m.cgroup)
+		if m.pss >= 0 {
+			r.PSSBytes = append(r.PSSBytes, m.pss)
+		}
+	}
+	r.CgroupMiBP50, r.PSSMiBP50 = medianMiB(r.CgroupBytes), medianMiB(r.PSSBytes)
 	if sum := summarize(s.Samples); sum.N > 0 {
 		r.MinMS, r.P50MS, r.P90MS, r.P99MS, r.MaxMS, r.MeanMS =
 			ptr(sum.Min), ptr(sum.P50), ptr(sum.P90), ptr(sum.P99), ptr(sum.Max), ptr(sum.Mean)
 		if s.Bytes > 0 {
 			r.MiBPerSecP50 = ptr(mibPerSec(s.Bytes, sum.P50))
 			r.MiBPerSecMean = ptr(mibPerSec(s.Bytes, sum.Mean))
+		}
+		if s.Sandboxes > 0 {
+			r.Sandboxes = s.Sandboxes
+			r.SandboxesPerSecP50 = ptr(perSec(s.Sandboxes, sum.P50))
+			r.SandboxesPerSecMean = ptr(perSec(s.Sandboxes, sum.Mean))
 		}
 	}
 	return r
@@ -165,6 +207,22 @@ func resultOf(s *series) benchResult {
 // mibPerSec is the rate of moving n bytes in ms milliseconds, in MiB/s.
 func mibPerSec(n int64, ms float64) float64 {
 	return float64(n) / (1 << 20) / (ms / 1000)
+}
+
+// perSec is the rate of n things in ms milliseconds, per second.
+func perSec(n int, ms float64) float64 { return float64(n) / (ms / 1000) }
+
+// medianMiB is the nearest-rank median of byte counts in MiB; nil for
+// none.
+func medianMiB(bytes []int64) *float64 {
+	if len(bytes) == 0 {
+		return nil
+	}
+	mib := make([]float64, len(bytes))
+	for i, b := range bytes {
+		mib[i] = float64(b) / (1 << 20)
+	}
+	return ptr(summarize(mib).P50)
 }
 
 // ratioOf is ratio for optional values: nil when either is unknown.
@@ -211,6 +269,7 @@ func poolInfos(pools []*sandboxv1.Pool) []poolInfo {
 		out = append(out, poolInfo{
 			Template: p.GetTemplate(), TargetIdle: p.GetTargetIdle(), MaxTotal: p.GetMaxTotal(),
 			Idle: p.GetIdle(), InUse: p.GetInUse(), Booting: p.GetBooting(),
+			Snapshot: snapshotName(p.GetSnapshot()), SnapshotBytes: p.GetSnapshot().GetImageBytes(),
 		})
 	}
 	return out
@@ -269,6 +328,8 @@ var csvHeader = []string{
 	"name", "kind", "runs", "successes", "failures", "success_rate",
 	"min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms",
 	"creates", "cold_starts", "pool_hit_ratio", "bytes", "mib_per_s_p50", "mib_per_s_mean",
+	"restores", "boots", "sandboxes", "sandboxes_per_s_p50", "sandboxes_per_s_mean",
+	"cgroup_mib_p50", "pss_mib_p50",
 }
 
 // writeCSV writes one row per scenario and baseline; unknown values are
@@ -289,14 +350,19 @@ func (rep *benchReport) writeCSV(w io.Writer) error {
 		return strconv.Itoa(*v)
 	}
 	for _, r := range rep.Results {
-		bytesCell := ""
+		bytesCell, sandboxesCell := "", ""
 		if r.Bytes > 0 {
 			bytesCell = strconv.FormatInt(r.Bytes, 10)
+		}
+		if r.Sandboxes > 0 {
+			sandboxesCell = strconv.Itoa(r.Sandboxes)
 		}
 		cw.Write([]string{
 			r.Name, r.Kind, strconv.Itoa(r.Runs), strconv.Itoa(r.Successes), strconv.Itoa(r.Failures), num(r.SuccessRate),
 			num(r.MinMS), num(r.P50MS), num(r.P90MS), num(r.P99MS), num(r.MaxMS), num(r.MeanMS),
 			count(r.Creates), count(r.ColdStarts), num(r.PoolHitRatio), bytesCell, num(r.MiBPerSecP50), num(r.MiBPerSecMean),
+			count(r.Restores), count(r.Boots), sandboxesCell, num(r.SandboxesPerSecP50), num(r.SandboxesPerSecMean),
+			num(r.CgroupMiBP50), num(r.PSSMiBP50),
 		})
 	}
 	cw.Flush()

@@ -10,7 +10,9 @@ import (
 )
 
 // reportFixture is a small report: two scenarios (one with pool data, one
-// transfer row), one that never succeeded, and two baselines.
+// transfer row), one that never succeeded, two baselines, then a boot row
+// with start kinds, a refill row and the two memory rows (one run of
+// memory-restore without PSS).
 func reportFixture() *benchReport {
 	rows := []*series{
 		{Name: scenarioWarm, Kind: kindScenario, Runs: 4, Samples: []float64{40, 10, 30, 20}, Creates: 4, ColdStarts: 1, Errors: []string{}},
@@ -18,6 +20,10 @@ func reportFixture() *benchReport {
 		{Name: rowFilesUpload, Kind: kindScenario, Runs: 2, Samples: []float64{500, 1000}, Bytes: 64 << 20},
 		{Name: baselineRunscRun, Kind: kindBaseline, Runs: 2, Samples: []float64{5, 15}},
 		{Name: baselineHostPython, Kind: kindBaseline, Runs: 1, Samples: []float64{2}},
+		{Name: scenarioBoot, Kind: kindScenario, Runs: 2, Samples: []float64{3000, 4000}, Creates: 2, ColdStarts: 2, Boots: 2},
+		{Name: scenarioRefill, Kind: kindScenario, Runs: 2, Samples: []float64{500, 1000}, Sandboxes: 2},
+		{Name: rowMemoryRestore, Kind: kindMemory, Runs: 2, Memory: []memSample{{100 << 20, 80 << 20}, {120 << 20, -1}}, Creates: 2, ColdStarts: 2, Restores: 2},
+		{Name: rowMemoryBoot, Kind: kindMemory, Runs: 1, Memory: []memSample{{250 << 20, 200 << 20}}, Creates: 1, ColdStarts: 1, Boots: 1},
 	}
 	m := machineInfo{Hostname: "h", Kernel: "6.1", OS: "Debian", NProc: 2, MemoryBytes: 3 << 30, Date: "2026-01-02T03:04:05Z"}
 	return newReport(rows, m, benchConfig{Runs: 4, Warmup: 1, Scenarios: []string{"warm", "cold", "files"}, PercentileMethod: percentileMethod})
@@ -49,6 +55,24 @@ func TestReportResults(t *testing.T) {
 	if got := strings.Join(rep.withoutSuccess(), ","); got != "cold" {
 		t.Errorf("withoutSuccess = %q, want cold", got)
 	}
+	if warm.Restores != nil || warm.Boots != nil {
+		t.Errorf("warm restores/boots = %v/%v, want none from a daemon without start kinds", warm.Restores, warm.Boots)
+	}
+	if boot := rep.Results[5]; deref(boot.Restores) != 0 || deref(boot.Boots) != 2 {
+		t.Errorf("boot restores/boots = %v/%v, want 0/2", deref(boot.Restores), deref(boot.Boots))
+	}
+	refill := rep.Results[6]
+	if refill.Sandboxes != 2 || deref(refill.SandboxesPerSecP50) != 4 || deref(refill.SandboxesPerSecMean) != 2/0.75 {
+		t.Errorf("refill rates = %v, %v; want 4 (2 in 500 ms) and 2.67", deref(refill.SandboxesPerSecP50), deref(refill.SandboxesPerSecMean))
+	}
+	restore, boot := rep.Results[7], rep.Results[8]
+	if restore.Successes != 2 || restore.P50MS != nil || len(restore.SamplesMS) != 0 ||
+		deref(restore.CgroupMiBP50) != 100 || deref(restore.PSSMiBP50) != 80 || len(restore.PSSBytes) != 1 {
+		t.Errorf("memory-restore = %+v, want 2 successes, no latency, cgroup p50 100 MiB, PSS 80 MiB of the one run that had it", restore)
+	}
+	if boot.Successes != 1 || deref(boot.CgroupMiBP50) != 250 || deref(boot.PSSMiBP50) != 200 {
+		t.Errorf("memory-boot = %+v", boot)
+	}
 }
 
 // TestReportComparisons guarantees the VS ratios: scenario over baseline for
@@ -64,7 +88,9 @@ func TestReportComparisons(t *testing.T) {
 		"warm/host-python=10.0x,12.5x",
 		"cold/runsc-run=-,-", // cold never succeeded
 		"cold/host-python=-,-",
-	} // no runc-run and no cold-ready rows: those pairs are left out
+		"boot/runsc-run=600.0x,350.0x",
+		"boot/host-python=1500.0x,1750.0x",
+	} // no runc-run, cold-ready and boot-ready rows: those pairs are left out
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("VS = %q\nwant %q", got, want)
 	}
@@ -118,6 +144,24 @@ func TestWriteTable(t *testing.T) {
 	if !strings.Contains(out, "warm / host-python  10.0x") {
 		t.Errorf("VS lacks warm / host-python 10.0x:\n%s", out)
 	}
+	if got := strings.Join(rows["boot"], " "); got != "boot 2 2 3000 4000 4000 4000 3500 booted 2/2" {
+		t.Errorf("boot row = %q", got)
+	}
+	if got := strings.Join(rows["refill"], " "); got != "refill 2 2 500 1000 1000 1000 750 4.00 sandboxes/s at p50 (2 a refill)" {
+		t.Errorf("refill row = %q", got)
+	}
+	if got := strings.Join(rows["MEMORY"], " "); got != "MEMORY RUNS OK CGROUP MiB PSS MiB NOTES" {
+		t.Errorf("MEMORY header = %q", got)
+	}
+	if got := strings.Join(rows["memory-restore"], " "); got != "memory-restore 2 2 100 80.0 restored 2/2; 0.40x memory-boot's cgroup, 0.40x its PSS" {
+		t.Errorf("memory-restore row = %q", got)
+	}
+	if got := strings.Join(rows["memory-boot"], " "); got != "memory-boot 1 1 250 200 booted 1/1" {
+		t.Errorf("memory-boot row = %q", got)
+	}
+	if strings.Index(out, "MEMORY") < strings.Index(out, "BASELINE") || strings.Index(out, "MEMORY") > strings.Index(out, "VS") {
+		t.Errorf("MEMORY is not between BASELINE and VS:\n%s", out)
+	}
 }
 
 // TestWriteJSON guarantees the JSON report's schema as documented: the
@@ -160,6 +204,20 @@ func TestWriteJSON(t *testing.T) {
 	if cold["p50_ms"] != nil || cold["samples_ms"] == nil || len(cold["samples_ms"].([]any)) != 0 {
 		t.Errorf("cold p50_ms = %v, samples_ms = %v; want null and []", cold["p50_ms"], cold["samples_ms"])
 	}
+	if _, ok := warm["restores"]; ok {
+		t.Errorf("warm has restores from a daemon without start kinds: %v", warm)
+	}
+	if boot := results[5].(map[string]any); boot["restores"] != 0.0 || boot["boots"] != 2.0 {
+		t.Errorf("boot restores = %v, boots = %v; want 0 and 2", boot["restores"], boot["boots"])
+	}
+	if refill := results[6].(map[string]any); refill["sandboxes"] != 2.0 || refill["sandboxes_per_s_p50"] != 4.0 {
+		t.Errorf("refill = %v", refill)
+	}
+	restore := results[7].(map[string]any)
+	if restore["kind"] != "memory" || restore["p50_ms"] != nil || restore["cgroup_mib_p50"] != 100.0 || restore["pss_mib_p50"] != 80.0 ||
+		len(restore["cgroup_bytes"].([]any)) != 2 || len(restore["pss_bytes"].([]any)) != 1 {
+		t.Errorf("memory-restore = %v", restore)
+	}
 	vs := doc["vs"].([]any)
 	first := vs[0].(map[string]any)
 	if first["scenario"] != "warm" || first["baseline"] != "runsc-run" || first["p50_ratio"] != 4.0 {
@@ -178,8 +236,8 @@ func TestWriteCSV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 6 {
-		t.Fatalf("%d records, want a header and 5 rows", len(recs))
+	if len(recs) != 10 {
+		t.Fatalf("%d records, want a header and 9 rows", len(recs))
 	}
 	if got := strings.Join(recs[0], ","); got != strings.Join(csvHeader, ",") || !strings.HasPrefix(got, "name,kind,runs,successes,failures,success_rate,min_ms,p50_ms,p90_ms,p99_ms,max_ms,mean_ms") {
 		t.Errorf("header = %q", got)
@@ -201,6 +259,15 @@ func TestWriteCSV(t *testing.T) {
 	}
 	if col(recs[3], "bytes") != "67108864" || col(recs[3], "mib_per_s_p50") != "128.000" {
 		t.Errorf("files-upload record = %q", recs[3])
+	}
+	if col(recs[1], "restores") != "" || col(recs[6], "restores") != "0" || col(recs[6], "boots") != "2" {
+		t.Errorf("warm record = %q, boot record = %q; want start kinds only for boot", recs[1], recs[6])
+	}
+	if col(recs[7], "sandboxes") != "2" || col(recs[7], "sandboxes_per_s_p50") != "4.000" {
+		t.Errorf("refill record = %q", recs[7])
+	}
+	if col(recs[8], "kind") != "memory" || col(recs[8], "p50_ms") != "" || col(recs[8], "cgroup_mib_p50") != "100.000" || col(recs[8], "pss_mib_p50") != "80.000" {
+		t.Errorf("memory-restore record = %q", recs[8])
 	}
 }
 
@@ -240,6 +307,13 @@ func TestRoundLine(t *testing.T) {
 	want := "round 3/5: warm 41.3 ms, cold failed, burst 3x p50 800 ms (1 failed)"
 	if got != want {
 		t.Errorf("roundLine = %q\nwant %q", got, want)
+	}
+	got = roundLine(0, 1, false, []sample{
+		{row: rowMemoryRestore, mem: &memSample{cgroup: 94 << 20, pss: -1}},
+		{row: rowMemoryBoot, mem: &memSample{cgroup: 250 << 20, pss: 200 << 20}},
+	})
+	if want := "round 1/1: memory-restore 94.0 MiB, memory-boot 250 MiB"; got != want {
+		t.Errorf("roundLine of memory = %q\nwant %q", got, want)
 	}
 	if got := roundLine(0, 5, true, nil); got != "round 1/5 (warm-up): nothing ran" {
 		t.Errorf("empty warm-up round = %q", got)

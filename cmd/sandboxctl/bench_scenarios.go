@@ -45,17 +45,25 @@ func (d *daemonBench) items(o *benchOptions) []*benchItem {
 	for _, name := range o.scenarios {
 		switch name {
 		case scenarioWarm:
-			items = append(items, d.createItem(scenarioWarm, false, printCode, printWant))
+			items = append(items, d.createItem(scenarioWarm, fromPool, printCode, printWant))
 		case scenarioCold:
-			items = append(items, d.createItem(scenarioCold, true, printCode, printWant))
+			items = append(items, d.createItem(scenarioCold, bypassPool, printCode, printWant))
 		case scenarioColdReady:
-			items = append(items, d.createItem(scenarioColdReady, true, warmImportsCode, ""))
+			items = append(items, d.createItem(scenarioColdReady, bypassPool, warmImportsCode, ""))
+		case scenarioBoot:
+			items = append(items, d.createItem(scenarioBoot, bypassSnapshot, printCode, printWant))
+		case scenarioBootReady:
+			items = append(items, d.createItem(scenarioBootReady, bypassSnapshot, warmImportsCode, ""))
 		case scenarioExec:
 			items = append(items, d.execItem())
 		case scenarioFiles:
 			items = append(items, d.filesItem(o.fileMiB<<20))
 		case scenarioBurst:
 			items = append(items, d.burstItem(o))
+		case scenarioRefill:
+			items = append(items, d.refillItem())
+		case scenarioMemory:
+			items = append(items, d.memoryItem(o))
 		}
 	}
 	return items
@@ -72,17 +80,26 @@ func (d *daemonBench) destroyDetached(ctx context.Context, id string) {
 	d.destroy(ctx, id)
 }
 
-// createItem is warm, cold or cold-ready: each run creates a sandbox (from
-// the pool unless bypass), runs code, and destroys the sandbox untimed.
-func (d *daemonBench) createItem(name string, bypass bool, code, want string) *benchItem {
-	return &benchItem{
+// createItem is warm, cold, cold-ready, boot or boot-ready: each run
+// creates a sandbox as mode says, runs code, and destroys the sandbox
+// untimed. Cold runs are meant to be restores: their setup waits for the
+// template's snapshot.
+func (d *daemonBench) createItem(name string, mode createMode, code, want string) *benchItem {
+	it := &benchItem{
 		name: name, kind: kindScenario, rows: []string{name},
 		round: func(ctx context.Context) []sample {
-			s, id := d.createExec(ctx, name, bypass, code, want)
+			s, id := d.createExec(ctx, name, mode, code, want)
 			d.destroyDetached(ctx, id)
 			return []sample{s}
 		},
 	}
+	if mode == bypassPool {
+		it.setup = func(ctx context.Context) error {
+			d.awaitSnapshot(ctx)
+			return nil
+		}
+	}
+	return it
 }
 
 // execItem is exec: round trips of trivial Python and bash code in one
@@ -92,7 +109,7 @@ func (d *daemonBench) execItem() *benchItem {
 	return &benchItem{
 		name: scenarioExec, kind: kindScenario, rows: []string{rowExecPython, rowExecBash},
 		setup: func(ctx context.Context) error {
-			sb, err := d.create(ctx, false)
+			sb, err := d.create(ctx, fromPool)
 			if err != nil {
 				return err
 			}
@@ -138,7 +155,7 @@ func (d *daemonBench) filesItem(size int) *benchItem {
 	replace := func(ctx context.Context) error {
 		d.destroyDetached(ctx, id)
 		id, uploaded = "", 0
-		sb, err := d.create(ctx, false)
+		sb, err := d.create(ctx, fromPool)
 		if err != nil {
 			return err
 		}
@@ -216,7 +233,7 @@ func (d *daemonBench) burstItem(o *benchOptions) *benchItem {
 		for i := range k {
 			wg.Go(func() {
 				<-release
-				samples[i], ids[i] = d.createExec(ctx, scenarioBurst, false, printCode, printWant)
+				samples[i], ids[i] = d.createExec(ctx, scenarioBurst, fromPool, printCode, printWant)
 			})
 		}
 		close(release)
@@ -234,12 +251,7 @@ func (d *daemonBench) burstItem(o *benchOptions) *benchItem {
 // template's pool, or minBurst when the pool is unknown.
 func (d *daemonBench) defaultBurst(ctx context.Context) int {
 	pools, err := d.pools.list(ctx)
-	d.mu.Lock()
-	template := d.template
-	if template == "" {
-		template = d.seenTemplate
-	}
-	d.mu.Unlock()
+	template := d.templateName()
 	if pool := findPool(pools, template); err == nil && pool != nil {
 		return burstSize(pool)
 	}
@@ -249,16 +261,33 @@ func (d *daemonBench) defaultBurst(ctx context.Context) int {
 	return minBurst
 }
 
-// coldNotes explains cold runs that the daemon served from the pool: a
-// daemon that ignores bypass_pool or predates cold_start.
-func (d *daemonBench) coldNotes(rows []*series) []string {
+// startNotes explains runs that did not start as their scenario meant:
+// cold runs the daemon served from the pool (a daemon that ignores
+// bypass_pool or predates cold_start), cold runs booted rather than
+// restored (no usable snapshot), boot runs not booted (a daemon
+// that ignores bypass_snapshot), and boot runs of a daemon that does not
+// say how its sandboxes start.
+func (d *daemonBench) startNotes(rows []*series) []string {
 	var notes []string
 	for _, s := range rows {
-		if s.Kind != kindScenario || (s.Name != scenarioCold && s.Name != scenarioColdReady) {
+		if s.Kind != kindScenario || s.Creates == 0 {
+			continue
+		}
+		cold := s.Name == scenarioCold || s.Name == scenarioColdReady
+		boot := s.Name == scenarioBoot || s.Name == scenarioBootReady
+		if !cold && !boot {
 			continue
 		}
 		if warm := s.Creates - s.ColdStarts; warm > 0 {
 			notes = append(notes, fmt.Sprintf("%s: %d of %d sandboxes came with cold_start false: this daemon ignores bypass_pool or does not report cold_start, so these runs may be pool hits", s.Name, warm, s.Creates))
+		}
+		switch {
+		case cold && s.Boots > 0:
+			notes = append(notes, fmt.Sprintf("%s: %d of %d sandboxes were booted, not restored: the daemon had no usable snapshot of the template ('sandboxctl pools' shows its state)", s.Name, s.Boots, s.Creates))
+		case boot && s.Pooled+s.Restores > 0:
+			notes = append(notes, fmt.Sprintf("%s: %d of %d sandboxes were not booted (restored or from the pool): this daemon ignores bypass_snapshot", s.Name, s.Pooled+s.Restores, s.Creates))
+		case boot && !s.startsKnown():
+			notes = append(notes, fmt.Sprintf("%s: the daemon does not say how its sandboxes start (Sandbox.start): it predates snapshots, so these runs are plain cold starts", s.Name))
 		}
 	}
 	return notes

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,15 +23,24 @@ import (
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
 
-// benchFake is an in-process daemon with a warm pool, for bench: creates
-// take from the pool unless bypass_pool (cold_start says which), the pool
-// refills after refill, Exec understands the scenarios' code, and files are
-// kept per sandbox.
+// benchFake is an in-process daemon with a warm pool and a snapshot, for
+// bench: creates take from the pool unless bypass_pool or bypass_snapshot
+// (cold_start and start say which), a cold create is restored when the
+// snapshot is ready and booted otherwise, the pool refills after refill,
+// GetSandbox reports a memory usage by start kind, Exec understands the
+// scenarios' code, and files are kept per sandbox. With procs, each
+// sandbox has a host process with its ID in the command line, as runsc's
+// have.
 type benchFake struct {
 	sandboxv1.UnimplementedSandboxServiceServer
 
 	targetIdle int32
 	refill     time.Duration
+	// snapshotReady is when the snapshot is built: BUILDING before, then
+	// snapshot (READY unless a test says otherwise).
+	snapshotReady time.Time
+	snapshot      sandboxv1.SnapshotState
+	procs         bool
 	// execHook, if set, runs at the start of every Exec with its number
 	// (from 1); a non-nil result is the Exec's failure.
 	execHook func(n int, req *sandboxv1.ExecRequest) error
@@ -39,8 +49,10 @@ type benchFake struct {
 	idle      int32
 	booting   int32
 	seq       int
-	live      map[string]map[string]string // sandbox ID -> labels
-	files     map[string][]byte            // ID + "/" + path -> contents
+	live      map[string]map[string]string   // sandbox ID -> labels
+	starts    map[string]sandboxv1.StartKind // sandbox ID -> how it started
+	cmds      map[string]*exec.Cmd           // sandbox ID -> its host process, with procs
+	files     map[string][]byte              // ID + "/" + path -> contents
 	creates   []*sandboxv1.CreateSandboxRequest
 	codes     []string
 	execs     int
@@ -49,19 +61,44 @@ type benchFake struct {
 	destroyed int
 }
 
+// fakeMemory is the memory usage the fake reports per start kind.
+var fakeMemory = map[sandboxv1.StartKind]int64{
+	sandboxv1.StartKind_START_KIND_POOL:    100 << 20,
+	sandboxv1.StartKind_START_KIND_RESTORE: 100 << 20,
+	sandboxv1.StartKind_START_KIND_BOOT:    250 << 20,
+}
+
 func newBenchFake(targetIdle int32) *benchFake {
 	return &benchFake{
 		targetIdle: targetIdle, idle: targetIdle, refill: 10 * time.Millisecond,
-		live: map[string]map[string]string{}, files: map[string][]byte{},
+		snapshot: sandboxv1.SnapshotState_SNAPSHOT_STATE_READY,
+		live:     map[string]map[string]string{}, starts: map[string]sandboxv1.StartKind{},
+		cmds: map[string]*exec.Cmd{}, files: map[string][]byte{},
 	}
+}
+
+// snapshotState is the state of the fake's snapshot now; f.mu held.
+func (f *benchFake) snapshotState() sandboxv1.SnapshotState {
+	if time.Now().Before(f.snapshotReady) {
+		return sandboxv1.SnapshotState_SNAPSHOT_STATE_BUILDING
+	}
+	return f.snapshot
 }
 
 func (f *benchFake) CreateSandbox(_ context.Context, req *sandboxv1.CreateSandboxRequest) (*sandboxv1.Sandbox, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.creates = append(f.creates, req)
-	cold := req.GetBypassPool() || f.idle == 0
-	if !cold {
+	start := sandboxv1.StartKind_START_KIND_POOL
+	switch {
+	case req.GetBypassSnapshot():
+		start = sandboxv1.StartKind_START_KIND_BOOT
+	case req.GetBypassPool() || f.idle == 0:
+		start = sandboxv1.StartKind_START_KIND_BOOT
+		if f.snapshotState() == sandboxv1.SnapshotState_SNAPSHOT_STATE_READY {
+			start = sandboxv1.StartKind_START_KIND_RESTORE
+		}
+	default:
 		f.idle--
 		f.booting++
 		time.AfterFunc(f.refill, func() {
@@ -74,21 +111,65 @@ func (f *benchFake) CreateSandbox(_ context.Context, req *sandboxv1.CreateSandbo
 	f.seq++
 	id := fmt.Sprintf("sb-%d", f.seq)
 	f.live[id] = req.GetLabels()
+	f.starts[id] = start
 	f.maxLive = max(f.maxLive, len(f.live))
+	if f.procs {
+		// Like runsc-gofer's --bundle: the ID ends a path.
+		cmd := exec.Command("sleep", "60")
+		cmd.Args[0] = "/fake/bundles/" + id
+		if err := cmd.Start(); err != nil {
+			return nil, status.Errorf(codes.Internal, "starting the sandbox's process: %v", err)
+		}
+		f.cmds[id] = cmd
+	}
 	template := req.GetTemplate()
 	if template == "" {
 		template = "python"
 	}
-	return &sandboxv1.Sandbox{SandboxId: id, Template: template, State: sandboxv1.SandboxState_SANDBOX_STATE_RUNNING, ColdStart: cold}, nil
+	return &sandboxv1.Sandbox{
+		SandboxId: id, Template: template, State: sandboxv1.SandboxState_SANDBOX_STATE_RUNNING,
+		ColdStart: start != sandboxv1.StartKind_START_KIND_POOL, Start: start,
+	}, nil
+}
+
+func (f *benchFake) GetSandbox(_ context.Context, req *sandboxv1.GetSandboxRequest) (*sandboxv1.Sandbox, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	start, ok := f.starts[req.GetSandboxId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "sandbox %q not found", req.GetSandboxId())
+	}
+	return &sandboxv1.Sandbox{
+		SandboxId: req.GetSandboxId(), Start: start,
+		Usage: &sandboxv1.ResourceUsage{MemoryBytes: fakeMemory[start]},
+	}, nil
+}
+
+// stopProcs ends the host processes of the sandboxes still live.
+func (f *benchFake) stopProcs() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, cmd := range f.cmds {
+		cmd.Process.Kill()
+		cmd.Wait()
+		delete(f.cmds, id)
+	}
 }
 
 func (f *benchFake) DestroySandbox(_ context.Context, req *sandboxv1.DestroySandboxRequest) (*sandboxv1.DestroySandboxResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.live[req.GetSandboxId()]; ok {
+	id := req.GetSandboxId()
+	if _, ok := f.live[id]; ok {
 		f.destroyed++
 	}
-	delete(f.live, req.GetSandboxId())
+	if cmd := f.cmds[id]; cmd != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	delete(f.live, id)
+	delete(f.starts, id)
+	delete(f.cmds, id)
 	return &sandboxv1.DestroySandboxResponse{}, nil
 }
 
@@ -113,6 +194,8 @@ func (f *benchFake) ListPools(context.Context, *sandboxv1.ListPoolsRequest) (*sa
 	defer f.mu.Unlock()
 	return &sandboxv1.ListPoolsResponse{Pools: []*sandboxv1.Pool{{
 		Template: "python", Idle: f.idle, Booting: f.booting, TargetIdle: f.targetIdle, MaxTotal: 16,
+		InUse:    int32(len(f.live)),
+		Snapshot: &sandboxv1.Snapshot{State: f.snapshotState(), ImageBytes: 64 << 20},
 	}}}, nil
 }
 
@@ -200,8 +283,15 @@ func (f *benchFake) Download(req *sandboxv1.DownloadRequest, stream grpc.ServerS
 }
 
 // startBenchFake serves f on a fresh unix socket and returns its path.
+// Memory runs settle for a millisecond instead of memorySettle.
 func startBenchFake(t *testing.T, f *benchFake) string {
 	t.Helper()
+	settle := memorySettle
+	memorySettle = time.Millisecond
+	t.Cleanup(func() {
+		memorySettle = settle
+		f.stopProcs()
+	})
 	srv := grpc.NewServer()
 	sandboxv1.RegisterSandboxServiceServer(srv, f)
 	return serveOn(t, srv)
@@ -237,19 +327,35 @@ type benchJSON struct {
 	} `json:"config"`
 	Pools   []poolInfo `json:"pools"`
 	Results []struct {
-		Name         string    `json:"name"`
-		Kind         string    `json:"kind"`
-		Runs         int       `json:"runs"`
-		Successes    int       `json:"successes"`
-		P50MS        *float64  `json:"p50_ms"`
-		SamplesMS    []float64 `json:"samples_ms"`
-		Creates      *int      `json:"creates"`
-		ColdStarts   *int      `json:"cold_starts"`
-		Bytes        int64     `json:"bytes"`
-		MiBPerSecP50 *float64  `json:"mib_per_s_p50"`
-		Errors       []string  `json:"errors"`
+		Name               string    `json:"name"`
+		Kind               string    `json:"kind"`
+		Runs               int       `json:"runs"`
+		Successes          int       `json:"successes"`
+		P50MS              *float64  `json:"p50_ms"`
+		SamplesMS          []float64 `json:"samples_ms"`
+		Creates            *int      `json:"creates"`
+		ColdStarts         *int      `json:"cold_starts"`
+		Restores           *int      `json:"restores"`
+		Boots              *int      `json:"boots"`
+		Bytes              int64     `json:"bytes"`
+		MiBPerSecP50       *float64  `json:"mib_per_s_p50"`
+		Sandboxes          int       `json:"sandboxes"`
+		SandboxesPerSecP50 *float64  `json:"sandboxes_per_s_p50"`
+		CgroupBytes        []int64   `json:"cgroup_bytes"`
+		CgroupMiBP50       *float64  `json:"cgroup_mib_p50"`
+		PSSBytes           []int64   `json:"pss_bytes"`
+		PSSMiBP50          *float64  `json:"pss_mib_p50"`
+		Errors             []string  `json:"errors"`
 	} `json:"results"`
 	VS []comparison `json:"vs"`
+}
+
+// deref is *p, or -1 for nil, for messages.
+func deref[T int | float64](p *T) T {
+	if p == nil {
+		return -1
+	}
+	return *p
 }
 
 // readBenchJSON parses the --json report at path.
@@ -267,13 +373,16 @@ func readBenchJSON(t *testing.T, path string) benchJSON {
 }
 
 // TestBenchAllScenarios guarantees the scenarios end to end against a fake
-// daemon with a pool: every row with its runs; warm runs served warm after
-// bench waited for the refill and cold runs booted; cold-ready runs the
-// warm imports; exec runs Python and bash; files moves the file in 1 MiB
-// chunks and checks it; burst runs K = 2 x target_idle at once for
-// ceil(N/K) rounds; every sandbox carries the run's label and is destroyed;
-// the table, JSON, CSV and plot are written and progress is one line per
-// round.
+// daemon with a pool and a ready snapshot: every row with its runs; warm
+// runs served warm after bench waited for the refill, cold runs restored
+// and boot runs booted (bypass_snapshot and bypass_pool set); the -ready
+// rows run the warm imports; exec runs Python and bash; files moves the
+// file in 1 MiB chunks and checks it; burst runs K = 2 x target_idle at
+// once for ceil(N/K) rounds; refill drains the pool of 2 and reports its
+// rate; memory reports the cgroup usage of a restored and a booted
+// sandbox, without PSS (the fake's sandboxes have no host processes);
+// every sandbox carries the run's label and is destroyed; the table, JSON,
+// CSV and plot are written and progress is one line per round.
 func TestBenchAllScenarios(t *testing.T) {
 	f := newBenchFake(2)
 	sock := startBenchFake(t, f)
@@ -285,40 +394,60 @@ func TestBenchAllScenarios(t *testing.T) {
 
 	rep := readBenchJSON(t, jsonPath)
 	want := map[string]int{ // timed runs per row
-		"warm": 3, "cold": 3, "cold-ready": 3, "exec-python": 3, "exec-bash": 3,
+		"warm": 3, "cold": 3, "cold-ready": 3, "boot": 3, "boot-ready": 3, "exec-python": 3, "exec-bash": 3,
 		"files-upload": 3, "files-download": 3,
-		"burst": 4, // K = 2 x target_idle = 4, ceil(3/4) = 1 round of 4
+		"burst":  4, // K = 2 x target_idle = 4, ceil(3/4) = 1 round of 4
+		"refill": 3, "memory-restore": 3, "memory-boot": 3,
 	}
 	var names []string
 	for _, res := range rep.Results {
 		names = append(names, res.Name)
-		if res.Kind != kindScenario || res.Runs != want[res.Name] || res.Successes != res.Runs || len(res.SamplesMS) != res.Runs || res.P50MS == nil {
-			t.Errorf("%s: kind %s, %d runs, %d successes, %d samples; want %d successful runs (errors %q)",
-				res.Name, res.Kind, res.Runs, res.Successes, len(res.SamplesMS), want[res.Name], res.Errors)
+		if res.Runs != want[res.Name] || res.Successes != res.Runs {
+			t.Errorf("%s: %d runs, %d successes; want %d successful runs (errors %q)", res.Name, res.Runs, res.Successes, want[res.Name], res.Errors)
+		}
+		memory := strings.HasPrefix(res.Name, "memory-")
+		if memory && (res.Kind != kindMemory || len(res.SamplesMS) != 0 || res.P50MS != nil || len(res.CgroupBytes) != res.Runs || res.PSSMiBP50 != nil) {
+			t.Errorf("%s: kind %s, %d latency samples, %d cgroup samples, PSS %v; want kind memory, no latencies, a cgroup usage per run, no PSS",
+				res.Name, res.Kind, len(res.SamplesMS), len(res.CgroupBytes), deref(res.PSSMiBP50))
+		}
+		if !memory && (res.Kind != kindScenario || len(res.SamplesMS) != res.Runs || res.P50MS == nil) {
+			t.Errorf("%s: kind %s, %d samples, p50 %v; want a scenario with a latency per run", res.Name, res.Kind, len(res.SamplesMS), deref(res.P50MS))
 		}
 		switch res.Name {
 		case "warm":
 			if *res.Creates != 3 || *res.ColdStarts != 0 {
 				t.Errorf("warm: %d of %d cold starts, want all pool hits", *res.ColdStarts, *res.Creates)
 			}
-		case "cold", "cold-ready":
-			if *res.Creates != 3 || *res.ColdStarts != 3 {
-				t.Errorf("%s: %d of %d cold starts, want all", res.Name, *res.ColdStarts, *res.Creates)
+		case "cold", "cold-ready", "memory-restore":
+			if *res.Creates != 3 || *res.ColdStarts != 3 || deref(res.Restores) != 3 {
+				t.Errorf("%s: %d of %d cold starts, %d restores; want all restored", res.Name, *res.ColdStarts, *res.Creates, deref(res.Restores))
+			}
+		case "boot", "boot-ready", "memory-boot":
+			if *res.Creates != 3 || *res.ColdStarts != 3 || deref(res.Boots) != 3 {
+				t.Errorf("%s: %d of %d cold starts, %d boots; want all booted", res.Name, *res.ColdStarts, *res.Creates, deref(res.Boots))
 			}
 		case "burst":
-			if *res.Creates != 4 || *res.ColdStarts != 2 {
-				t.Errorf("burst: %d of %d cold starts, want 2 (the pool held 2)", *res.ColdStarts, *res.Creates)
+			if *res.Creates != 4 || *res.ColdStarts != 2 || deref(res.Restores) != 2 {
+				t.Errorf("burst: %d of %d cold starts, %d restores; want 2 restored (the pool held 2)", *res.ColdStarts, *res.Creates, deref(res.Restores))
 			}
 		case "files-upload", "files-download":
 			if res.Bytes != 2<<20 || res.MiBPerSecP50 == nil {
 				t.Errorf("%s: bytes %d, rate %v", res.Name, res.Bytes, res.MiBPerSecP50)
 			}
+		case "refill":
+			if res.Sandboxes != 2 || res.SandboxesPerSecP50 == nil || *res.SandboxesPerSecP50 != 2/(*res.P50MS/1000) {
+				t.Errorf("refill: %d sandboxes, rate %v at p50 %v ms; want 2 over the p50", res.Sandboxes, deref(res.SandboxesPerSecP50), deref(res.P50MS))
+			}
+		}
+		if res.Name == "memory-restore" && deref(res.CgroupMiBP50) != 100 || res.Name == "memory-boot" && deref(res.CgroupMiBP50) != 250 {
+			t.Errorf("%s: cgroup %v MiB, want the fake's", res.Name, deref(res.CgroupMiBP50))
 		}
 	}
-	if got := strings.Join(names, ","); got != "warm,cold,cold-ready,exec-python,exec-bash,files-upload,files-download,burst" {
+	if got := strings.Join(names, ","); got != "warm,cold,cold-ready,boot,boot-ready,exec-python,exec-bash,files-upload,files-download,burst,refill,memory-restore,memory-boot" {
 		t.Errorf("rows = %s", got)
 	}
-	if rep.Config.BurstConcurrency != 4 || rep.Config.FileBytes != 2<<20 || len(rep.Pools) != 1 || rep.Pools[0].TargetIdle != 2 {
+	if rep.Config.BurstConcurrency != 4 || rep.Config.FileBytes != 2<<20 || len(rep.Pools) != 1 || rep.Pools[0].TargetIdle != 2 ||
+		rep.Pools[0].Snapshot != "ready" || rep.Pools[0].SnapshotBytes != 64<<20 {
 		t.Errorf("config = %+v, pools = %+v", rep.Config, rep.Pools)
 	}
 	if len(rep.VS) != 0 {
@@ -329,10 +458,20 @@ func TestBenchAllScenarios(t *testing.T) {
 		if len(f.live) != 0 {
 			t.Errorf("sandboxes left: %v", f.live)
 		}
+		boots := 0
 		for _, c := range f.creates {
 			if !strings.HasPrefix(c.GetLabels()[benchLabel], "20") {
 				t.Errorf("create without the run label: %v", c)
 			}
+			if c.GetBypassSnapshot() {
+				boots++
+				if !c.GetBypassPool() {
+					t.Errorf("bypass_snapshot without bypass_pool: %v", c)
+				}
+			}
+		}
+		if boots != 3*3+1*2 { // boot, boot-ready (with warm-up) and memory-boot
+			t.Errorf("%d creates with bypass_snapshot, want 11", boots)
 		}
 		if f.maxChunk != benchFileChunk {
 			t.Errorf("largest upload chunk %d bytes, want %d", f.maxChunk, benchFileChunk)
@@ -344,25 +483,179 @@ func TestBenchAllScenarios(t *testing.T) {
 		}
 	})
 
-	for _, s := range []string{"SCENARIO", "warm", "pool hits 3/3", "cold starts 3/3", "MiB/s at p50", "burst"} {
+	for _, s := range []string{"SCENARIO", "warm", "pool hits 3/3", "restored 3/3", "booted 3/3", "pool hits 2/4, restored 2/4",
+		"MiB/s at p50", "sandboxes/s at p50 (2 a refill)", "burst", "MEMORY", "CGROUP MiB", "0.40x memory-boot's cgroup"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("table lacks %q:\n%s", s, r.stdout)
 		}
 	}
-	if strings.Contains(r.stdout, "BASELINE") {
-		t.Errorf("baseline section without --baselines:\n%s", r.stdout)
+	if strings.Contains(r.stdout, "BASELINE") || strings.Contains(r.stdout, "cold starts") {
+		t.Errorf("baseline section without --baselines, or cold starts where start kinds are known:\n%s", r.stdout)
 	}
-	for _, s := range []string{"round 1/4 (warm-up): warm", "round 4/4: warm", "burst: 4 concurrent creates per round, 1 rounds (+1 warm-up)"} {
+	for _, s := range []string{"round 1/4 (warm-up): warm", "round 4/4: warm", "burst: 4 concurrent creates per round, 1 rounds (+1 warm-up)",
+		"memory-restore 100 MiB, memory-boot 250 MiB", "memory: no process on this host carries sandbox sb-"} {
 		if !strings.Contains(r.stderr, s) {
 			t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
 		}
 	}
+	if strings.Contains(r.stderr, "snapshot") {
+		t.Errorf("a note on a snapshot that was ready all along:\n%s", r.stderr)
+	}
 	csvData, _ := os.ReadFile(csvPath)
-	if lines := strings.Split(strings.TrimSpace(string(csvData)), "\n"); len(lines) != 9 {
-		t.Errorf("CSV has %d lines, want header + 8 rows:\n%s", len(lines), csvData)
+	if lines := strings.Split(strings.TrimSpace(string(csvData)), "\n"); len(lines) != 14 {
+		t.Errorf("CSV has %d lines, want header + 13 rows:\n%s", len(lines), csvData)
 	}
 	if svg, _ := os.ReadFile(plotPath); !bytes.Contains(svg, []byte("<svg")) {
 		t.Errorf("plot is not an SVG: %.100s", svg)
+	}
+}
+
+// TestBenchWaitsForSnapshot guarantees that cold runs measure restores
+// when the snapshot becomes ready in time: bench waits for it before the
+// first run and says so. When it does not (still building after
+// --pool-wait, failed, disabled), bench says so and the notes count the
+// boots.
+func TestBenchWaitsForSnapshot(t *testing.T) {
+	f := newBenchFake(1)
+	f.snapshotReady = time.Now().Add(300 * time.Millisecond)
+	sock := startBenchFake(t, f)
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	r := runOn(t, sock, "", "bench", "--scenarios", "cold", "-n", "2", "--warmup", "0", "--json", jsonPath)
+	wantExit(t, r, 0)
+	rep := readBenchJSON(t, jsonPath)
+	if res := rep.Results[0]; deref(res.Restores) != 2 || deref(res.Boots) != 0 {
+		t.Errorf("cold: %d restores, %d boots; want 2 restores", deref(res.Restores), deref(res.Boots))
+	}
+	if !strings.Contains(r.stderr, `sandboxctl: bench: waited `) || !strings.Contains(r.stderr, ` for the snapshot of template "python"`) {
+		t.Errorf("stderr = %s", r.stderr)
+	}
+	if rep.Pools[0].Snapshot != "ready" {
+		t.Errorf("pools = %+v, want the snapshot the runs met (ready)", rep.Pools)
+	}
+
+	for _, tc := range []struct {
+		state sandboxv1.SnapshotState
+		note  string
+	}{
+		{sandboxv1.SnapshotState_SNAPSHOT_STATE_BUILDING, `the snapshot of template "python" was still building after `},
+		{sandboxv1.SnapshotState_SNAPSHOT_STATE_FAILED, `the snapshot of template "python" failed`},
+		{sandboxv1.SnapshotState_SNAPSHOT_STATE_DISABLED, `template "python" has no snapshot (snapshot: false in the policy)`},
+	} {
+		f.locked(func() {
+			f.snapshot = tc.state
+			f.snapshotReady = time.Time{}
+			if tc.state == sandboxv1.SnapshotState_SNAPSHOT_STATE_BUILDING {
+				f.snapshotReady = time.Now().Add(time.Hour)
+			}
+		})
+		r := runOn(t, sock, "", "bench", "--scenarios", "cold", "-n", "2", "--warmup", "0", "--pool-wait", "100ms", "--json", jsonPath)
+		wantExit(t, r, 0)
+		if res := readBenchJSON(t, jsonPath).Results[0]; deref(res.Boots) != 2 {
+			t.Errorf("%s: %d boots, want 2", tc.state, deref(res.Boots))
+		}
+		for _, s := range []string{"sandboxctl: bench: " + tc.note, "sandboxctl: bench: cold: 2 of 2 sandboxes were booted, not restored"} {
+			if !strings.Contains(r.stderr, s) {
+				t.Errorf("%s: stderr lacks %q:\n%s", tc.state, s, r.stderr)
+			}
+		}
+		if !strings.Contains(r.stdout, "booted 2/2") {
+			t.Errorf("%s: table lacks booted 2/2:\n%s", tc.state, r.stdout)
+		}
+	}
+}
+
+// TestBenchRefill guarantees the refill scenario: each run starts with the
+// pool full, takes its target from the pool (no bypass) and times until
+// ListPools shows it full again, at least the fake's refill time and not
+// much more; the rate is target over that time; the drained sandboxes are
+// destroyed.
+func TestBenchRefill(t *testing.T) {
+	const refill = 200 * time.Millisecond
+	f := newBenchFake(2)
+	f.refill = refill
+	sock := startBenchFake(t, f)
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	r := runOn(t, sock, "", "bench", "--scenarios", "refill", "-n", "2", "--warmup", "0", "--json", jsonPath)
+	wantExit(t, r, 0)
+	res := readBenchJSON(t, jsonPath).Results[0]
+	if res.Name != "refill" || res.Successes != 2 || res.Sandboxes != 2 {
+		t.Fatalf("refill = %d successes, %d sandboxes (errors %q); want 2 runs of 2", res.Successes, res.Sandboxes, res.Errors)
+	}
+	for _, ms := range res.SamplesMS {
+		if ms < float64(refill/time.Millisecond) || ms > float64(refill/time.Millisecond)+500 {
+			t.Errorf("refill took %v ms, want about %v", ms, refill)
+		}
+	}
+	if rate := *res.SandboxesPerSecP50; rate > 10 || rate < 2 {
+		t.Errorf("rate %v sandboxes/s, want about 2 in 0.2 s", rate)
+	}
+	f.locked(func() {
+		if len(f.creates) != 4 || len(f.live) != 0 {
+			t.Errorf("%d creates, %d sandboxes left; want 2 a run, all destroyed", len(f.creates), len(f.live))
+		}
+		for _, c := range f.creates {
+			if c.GetBypassPool() || c.GetBypassSnapshot() {
+				t.Errorf("drain bypassed the pool: %v", c)
+			}
+		}
+	})
+}
+
+// TestBenchRefillWithoutTarget guarantees that refill of a pool that keeps
+// no idle sandboxes is not run, with the reason, rather than timed.
+func TestBenchRefillWithoutTarget(t *testing.T) {
+	f := newBenchFake(0)
+	sock := startBenchFake(t, f)
+	r := runOn(t, sock, "", "bench", "--scenarios", "refill", "-n", "1", "--warmup", "0")
+	wantExit(t, r, 1)
+	if !strings.Contains(r.stdout, `not run: setup: the pool of template "python" keeps no idle sandboxes (target 0)`) {
+		t.Errorf("stdout = %s", r.stdout)
+	}
+}
+
+// TestBenchMemory guarantees the memory scenario: per run a restored and a
+// booted sandbox, each reported with its cgroup usage and the PSS of the
+// host processes that carry its ID (the fake starts one per sandbox), the
+// ratio in the notes, and both destroyed; a restore that comes back booted
+// (snapshot failed) is a failed run, not a mislabelled one.
+func TestBenchMemory(t *testing.T) {
+	f := newBenchFake(1)
+	f.procs = true
+	sock := startBenchFake(t, f)
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	r := runOn(t, sock, "", "bench", "--scenarios", "memory", "-n", "2", "--json", jsonPath)
+	wantExit(t, r, 0)
+	rep := readBenchJSON(t, jsonPath)
+	if len(rep.Results) != 2 {
+		t.Fatalf("%d rows, want memory-restore and memory-boot", len(rep.Results))
+	}
+	for _, res := range rep.Results {
+		if res.Runs != 2 || res.Successes != 2 || len(res.PSSBytes) != 2 || res.PSSBytes[0] <= 0 || res.PSSMiBP50 == nil {
+			t.Errorf("%s: %d runs (no warm-up), %d successes, PSS %v (errors %q); want 2 runs with a PSS each", res.Name, res.Runs, res.Successes, res.PSSBytes, res.Errors)
+		}
+	}
+	for _, s := range []string{"MEMORY", "memory-restore", "restored 2/2; 0.40x memory-boot's cgroup", "x its PSS", "booted 2/2"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("table lacks %q:\n%s", s, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stderr, "sandboxctl: bench: memory: the PSS of a sandbox sums its host processes sb-") {
+		t.Errorf("stderr = %s", r.stderr)
+	}
+	f.locked(func() {
+		if len(f.live) != 0 || len(f.cmds) != 0 {
+			t.Errorf("sandboxes left: %v", f.live)
+		}
+	})
+
+	f.locked(func() { f.snapshot = sandboxv1.SnapshotState_SNAPSHOT_STATE_FAILED })
+	r = runOn(t, sock, "", "bench", "--scenarios", "memory", "-n", "1", "--json", jsonPath)
+	wantExit(t, r, 1)
+	if !strings.Contains(r.stderr, "memory-restore: run 1 failed: the sandbox was not restored but started boot: the daemon has no usable snapshot") {
+		t.Errorf("stderr = %s", r.stderr)
+	}
+	if res := readBenchJSON(t, jsonPath).Results; res[0].Successes != 0 || res[1].Successes != 1 {
+		t.Errorf("results = %+v, want memory-restore failed and memory-boot measured", res)
 	}
 }
 
@@ -397,12 +690,13 @@ func TestBenchWithoutPools(t *testing.T) {
 	}}
 	sock := startFake(t, f)
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	r := runOn(t, sock, "", "bench", "--scenarios", "warm,cold,exec,burst", "-n", "2", "--warmup", "0", "--json", jsonPath)
+	r := runOn(t, sock, "", "bench", "--scenarios", "warm,cold,boot,exec,burst", "-n", "2", "--warmup", "0", "--json", jsonPath)
 	wantExit(t, r, 0)
 	for _, s := range []string{
 		"sandboxctl: bench: this daemon does not implement ListPools",
 		"burst: 2 concurrent creates per round, 1 rounds",
 		"sandboxctl: bench: cold: 2 of 2 sandboxes came with cold_start false",
+		"sandboxctl: bench: boot: the daemon does not say how its sandboxes start (Sandbox.start)",
 	} {
 		if !strings.Contains(r.stderr, s) {
 			t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
@@ -422,6 +716,20 @@ func TestBenchWithoutPools(t *testing.T) {
 			t.Errorf("sandboxes left: %v", f.sandboxes)
 		}
 	})
+	if !strings.Contains(r.stdout, "cold starts 0/2") {
+		t.Errorf("table lacks the cold starts of a daemon without start kinds:\n%s", r.stdout)
+	}
+
+	r = runOn(t, sock, "", "bench", "--scenarios", "refill,memory", "-n", "1", "--warmup", "0")
+	wantExit(t, r, 1)
+	for _, s := range []string{
+		"refill: setup failed: the daemon reports no warm pool to refill",
+		"memory-restore: run 1 failed: the daemon does not say how the sandbox started (Sandbox.start)",
+	} {
+		if !strings.Contains(r.stderr, s) {
+			t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+		}
+	}
 }
 
 // TestBenchFailuresCounted guarantees that failed runs are counted, not

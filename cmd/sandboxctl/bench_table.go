@@ -40,6 +40,9 @@ func writeTable(w io.Writer, rep *benchReport) error {
 			return err
 		}
 	}
+	if err := writeMemoryTable(w, rep.Results); err != nil {
+		return err
+	}
 	if len(rep.VS) > 0 {
 		fmt.Fprintln(w)
 		tw := newTable(w)
@@ -52,19 +55,71 @@ func writeTable(w io.Writer, rep *benchReport) error {
 	return nil
 }
 
-// rowNotes is the NOTES cell: pool hits or cold starts, transfer rate,
-// failures.
+// writeMemoryTable writes the MEMORY section: per memory row the medians
+// of its cgroup's usage and of its processes' PSS in MiB, and in the notes
+// how its sandboxes started and, for memory-restore, each median over
+// memory-boot's.
+func writeMemoryTable(w io.Writer, results []benchResult) error {
+	var rows []benchResult
+	var boot *benchResult
+	for i, r := range results {
+		if r.Kind != kindMemory {
+			continue
+		}
+		rows = append(rows, r)
+		if r.Name == rowMemoryBoot {
+			boot = &results[i]
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := newTable(w)
+	fmt.Fprintf(tw, "MEMORY\tRUNS\tOK\tCGROUP MiB\tPSS MiB\tNOTES\n")
+	for _, r := range rows {
+		notes := rowNotes(r)
+		if r.Name == rowMemoryRestore && boot != nil {
+			if vs := memoryRatios(r, *boot); vs != "" {
+				notes = strings.TrimPrefix(notes+"; "+vs, "-; ")
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", r.Name, r.Runs, r.Successes, fmtMiBp(r.CgroupMiBP50), fmtMiBp(r.PSSMiBP50), notes)
+	}
+	return tw.Flush()
+}
+
+// memoryRatios renders restore's medians over boot's ("0.42x
+// memory-boot's cgroup, 0.40x its PSS"); empty when neither is known.
+func memoryRatios(restore, boot benchResult) string {
+	var parts []string
+	if r := ratioOf(restore.CgroupMiBP50, boot.CgroupMiBP50); r != nil {
+		parts = append(parts, fmtRatio(r)+" "+boot.Name+"'s cgroup")
+	}
+	if r := ratioOf(restore.PSSMiBP50, boot.PSSMiBP50); r != nil {
+		if len(parts) == 0 {
+			parts = append(parts, fmtRatio(r)+" "+boot.Name+"'s PSS")
+		} else {
+			parts = append(parts, fmtRatio(r)+" its PSS")
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// rowNotes is the NOTES cell: how the sandboxes started, transfer or
+// refill rate, failures.
 func rowNotes(r benchResult) string {
 	var notes []string
 	if r.Creates != nil {
-		if r.Name == scenarioWarm {
-			notes = append(notes, fmt.Sprintf("pool hits %d/%d", *r.Creates-*r.ColdStarts, *r.Creates))
-		} else {
-			notes = append(notes, fmt.Sprintf("cold starts %d/%d", *r.ColdStarts, *r.Creates))
+		if n := startSummary(r); n != "" {
+			notes = append(notes, n)
 		}
 	}
 	if r.MiBPerSecP50 != nil {
 		notes = append(notes, fmt.Sprintf("%.1f MiB/s at p50", *r.MiBPerSecP50))
+	}
+	if r.SandboxesPerSecP50 != nil {
+		notes = append(notes, fmt.Sprintf("%.2f sandboxes/s at p50 (%d a refill)", *r.SandboxesPerSecP50, r.Sandboxes))
 	}
 	switch {
 	case r.Runs == 0 && len(r.Errors) > 0:
@@ -76,6 +131,30 @@ func rowNotes(r benchResult) string {
 		return "-"
 	}
 	return strings.Join(notes, "; ")
+}
+
+// startSummary says how the row's sandboxes started: warm's pool hits, then
+// for a daemon that reports start kinds those restored and booted (and
+// pool hits where there were any), else the cold starts.
+func startSummary(r benchResult) string {
+	n := *r.Creates
+	hits := n - *r.ColdStarts
+	var notes []string
+	if r.Name == scenarioWarm || (r.Restores != nil && hits > 0) {
+		notes = append(notes, fmt.Sprintf("pool hits %d/%d", hits, n))
+	}
+	switch {
+	case r.Restores == nil && r.Name != scenarioWarm:
+		notes = append(notes, fmt.Sprintf("cold starts %d/%d", *r.ColdStarts, n))
+	case r.Restores != nil:
+		if *r.Restores > 0 {
+			notes = append(notes, fmt.Sprintf("restored %d/%d", *r.Restores, n))
+		}
+		if *r.Boots > 0 {
+			notes = append(notes, fmt.Sprintf("booted %d/%d", *r.Boots, n))
+		}
+	}
+	return strings.Join(notes, ", ")
 }
 
 // fmtMS renders a latency with about three significant digits.
@@ -96,6 +175,10 @@ func fmtMSp(ms *float64) string {
 	}
 	return fmtMS(*ms)
 }
+
+// fmtMiBp renders an optional size in MiB with the digits of fmtMS: "-"
+// when unknown.
+func fmtMiBp(mib *float64) string { return fmtMSp(mib) }
 
 // fmtRatio renders a ratio as "3.52x", "-" when unknown.
 func fmtRatio(r *float64) string {

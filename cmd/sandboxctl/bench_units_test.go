@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -283,5 +285,111 @@ func TestHarnessInterleaves(t *testing.T) {
 	}
 	if !slices.Contains(prog.steps, "a0w") || !slices.Contains(prog.steps, "a1") {
 		t.Errorf("progress steps = %q, want a0 marked warm-up", prog.steps)
+	}
+}
+
+// TestSandboxPSS guarantees how memory finds a sandbox's host processes
+// and sums their PSS: processes whose command line has the ID as a word
+// (not a longer ID that starts with it), their smaps_rollup Pss in bytes,
+// the Pss lines of smaps where smaps_rollup is missing, processes that
+// vanished skipped, other entries of /proc ignored, and no processes when
+// none carries the ID.
+func TestSandboxPSS(t *testing.T) {
+	root := t.TempDir()
+	proc := func(pid, cmdline string, files map[string]string) {
+		dir := filepath.Join(root, pid)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		files["cmdline"] = cmdline
+		for name, data := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const id = "sb-abc"
+	rollup := "55d0c0a00000-7ffc2b5fe000 ---p 00000000 00:00 0 [rollup]\nRss: 2048 kB\nPss: 1000 kB\nPss_Anon: 900 kB\nPss_File: 100 kB\n"
+	proc("100", "runsc-sandbox\x00--root=/r\x00boot\x00--bundle=/b/sb-abc\x00sb-abc\x00", map[string]string{"smaps_rollup": rollup})
+	proc("101", "runsc-gofer\x00gofer\x00--bundle\x00/b/sb-abc\x00", map[string]string{
+		"smaps": "7f00-7f01 r-xp 0 0:0 0 /x\nPss: 10 kB\n7f02-7f03 rw-p 0 0:0 0\nPss: 20 kB\nPss_Dirty: 5 kB\n",
+	})
+	proc("102", "runsc-sandbox\x00--bundle=/b/sb-abcd\x00", map[string]string{"smaps_rollup": rollup})            // another sandbox
+	proc("103", "/usr/bin/runsc\x00--root=/r\x00state\x00sb-abc\x00", map[string]string{})                        // exited: no maps
+	proc("self", "runsc-sandbox\x00sb-abc\x00", map[string]string{"smaps_rollup": rollup})                        // not a PID
+	proc(strconv.Itoa(os.Getpid()), "sandboxctl\x00get\x00sb-abc\x00", map[string]string{"smaps_rollup": rollup}) // bench itself
+
+	pss, procs, err := sandboxPSS(root, id)
+	if err != nil || pss != (1000+10+20)<<10 || !slices.Equal(procs, []string{"runsc-sandbox", "runsc-gofer"}) {
+		t.Errorf("sandboxPSS = %d, %q, %v; want %d bytes of runsc-sandbox and runsc-gofer", pss, procs, err, (1000+10+20)<<10)
+	}
+	if pss, procs, err := sandboxPSS(root, "sb-none"); err != nil || pss != 0 || len(procs) != 0 {
+		t.Errorf("sandboxPSS of an unknown sandbox = %d, %q, %v; want no processes", pss, procs, err)
+	}
+	proc("104", "runsc-sandbox\x00sb-bad\x00", map[string]string{"smaps_rollup": "Pss: lots\n"})
+	if _, _, err := sandboxPSS(root, "sb-bad"); err == nil || !strings.Contains(err.Error(), `bad Pss line "Pss: lots"`) {
+		t.Errorf("unparsable smaps_rollup: err = %v", err)
+	}
+	if os.Geteuid() != 0 { // root reads any file whatever its mode
+		proc("105", "runsc-sandbox\x00sb-root\x00", map[string]string{"smaps_rollup": rollup})
+		os.Chmod(filepath.Join(root, "105", "smaps_rollup"), 0)
+		if _, _, err := sandboxPSS(root, "sb-root"); !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("unreadable smaps_rollup: err = %v, want permission denied", err)
+		}
+	}
+}
+
+// TestHasWord guarantees that a sandbox ID is found in a command line only
+// as a whole: between separators ('/', '=', NUL, '.', the ends), not as
+// part of a longer ID.
+func TestHasWord(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"sb-1", true},
+		{"--bundle=/b/sb-1\x00", true},
+		{"x\x00sb-1.log", true},
+		{"sb-12", false},
+		{"xsb-1", false},
+		{"sb-1_x", false},
+		{"a-sb-1", false},
+		{"sb-12\x00sb-1", true}, // a later whole occurrence counts
+		{"", false},
+	} {
+		if got := hasWord([]byte(tc.s), "sb-1"); got != tc.want {
+			t.Errorf("hasWord(%q, sb-1) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
+
+// TestSnapshotPools guarantees which snapshots bench waits for before cold
+// runs: the template's pool's, every pool's for the unnamed default
+// template when it cannot tell which serves it, none for a template
+// without a pool; and that only BUILDING is waited for.
+func TestSnapshotPools(t *testing.T) {
+	snap := func(s sandboxv1.SnapshotState) *sandboxv1.Snapshot { return &sandboxv1.Snapshot{State: s} }
+	py := &sandboxv1.Pool{Template: "python", Snapshot: snap(sandboxv1.SnapshotState_SNAPSHOT_STATE_READY)}
+	big := &sandboxv1.Pool{Template: "big", Snapshot: snap(sandboxv1.SnapshotState_SNAPSHOT_STATE_BUILDING)}
+	pools := []*sandboxv1.Pool{py, big}
+	if got := snapshotPools(pools, "python"); len(got) != 1 || got[0] != py {
+		t.Errorf("snapshotPools(python) = %v", got)
+	}
+	if got := snapshotPools(pools, ""); len(got) != 2 {
+		t.Errorf("snapshotPools(default among two) = %v, want both", got)
+	}
+	if got := snapshotPools(pools, "other"); len(got) != 0 {
+		t.Errorf("snapshotPools(other) = %v, want none", got)
+	}
+	if snapshotBuilding([]*sandboxv1.Pool{py}) || !snapshotBuilding(pools) || snapshotBuilding([]*sandboxv1.Pool{{Template: "old"}}) {
+		t.Error("snapshotBuilding: want true only with a BUILDING snapshot (none for a daemon without snapshots)")
+	}
+	for _, s := range []sandboxv1.SnapshotState{sandboxv1.SnapshotState_SNAPSHOT_STATE_FAILED, sandboxv1.SnapshotState_SNAPSHOT_STATE_DISABLED} {
+		if snapshotBuilding([]*sandboxv1.Pool{{Snapshot: snap(s)}}) {
+			t.Errorf("snapshotBuilding(%s) = true", s)
+		}
+	}
+	if got := snapshotName(big.GetSnapshot()); got != "building" {
+		t.Errorf("snapshotName = %q", got)
 	}
 }
