@@ -63,7 +63,8 @@ type Manager struct {
 	poolsMu sync.Mutex // serialises policy updates
 	pools   atomic.Pointer[poolSet]
 
-	snapshots *snapshot.Store
+	snapshots   *snapshot.Store
+	snapshotsMu sync.Mutex // serialises applySnapshots
 
 	stopReaper context.CancelFunc
 	reaperDone chan struct{}
@@ -88,7 +89,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m.snapshots = store
-	m.applySnapshots(cfg.Policy)
+	m.applySnapshots()
 	m.applyPools(cfg.Policy)
 	rctx, cancel := context.WithCancel(context.Background())
 	m.stopReaper, m.reaperDone = cancel, make(chan struct{})

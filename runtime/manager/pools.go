@@ -26,7 +26,7 @@ func (m *Manager) poolFor(template string) *pool.Pool {
 func (m *Manager) UpdatePolicy(p *policy.Policy) {
 	m.policy.Store(p)
 	m.slots.setMax(p.Host.MaxSandboxes)
-	m.applySnapshots(p)
+	m.applySnapshots()
 	m.applyPools(p)
 	m.log.Info("policy applied", "source", p.Source, "templates", len(p.Templates), "pools", len(p.Pools))
 }

@@ -17,8 +17,13 @@ import (
 // snapshotsDir is where template images live under the state directory.
 func (m *Manager) snapshotsDir() string { return filepath.Join(m.cfg.StateDir, "snapshots") }
 
-// applySnapshots asks the store for the images of p's templates.
-func (m *Manager) applySnapshots(p *policy.Policy) {
+// applySnapshots asks the store for the images of the policy in force.
+// Calls are serialised and each reads the policy inside, so the last one
+// applies the newest policy.
+func (m *Manager) applySnapshots() {
+	m.snapshotsMu.Lock()
+	defer m.snapshotsMu.Unlock()
+	p := m.Policy()
 	var wants []snapshot.Want
 	for name, t := range p.Templates {
 		w := snapshot.Want{Template: name}
@@ -100,7 +105,29 @@ func (m *Manager) snapshotImage(t *policy.Template) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	return m.snapshots.Image(t.Name, key)
+	if image, ok := m.snapshots.Image(t.Name, key); ok {
+		return image, true
+	}
+	m.checkSnapshotInputs(t.Name)
+	return "", false
+}
+
+// checkSnapshotInputs rebuilds the images when what they were keyed on
+// changed on disk since the policy was applied (the agent or runsc binary
+// replaced under a running daemon, the rootfs edited): the template's key
+// is then no longer the one its image was built for, and every sandbox
+// would boot in full until the next reload.
+func (m *Manager) checkSnapshotInputs(template string) {
+	pt := m.Policy().Templates[template]
+	if pt == nil || !pt.Snapshot {
+		return
+	}
+	key, err := m.snapshotKey(pt)
+	if err != nil || key == m.snapshots.WantedKey(template) {
+		return
+	}
+	m.log.Info("the snapshot's inputs changed on disk (runsc, agent or rootfs); building new images", "template", template)
+	m.applySnapshots()
 }
 
 // snapshotBuilder returns the function that builds t's image: it boots and

@@ -360,6 +360,14 @@ func (s *Store) invalidateLocked(img *image) {
 	s.startLocked(img, false)
 }
 
+// WantedKey returns the key the policy in force wants for template's image
+// ("" if none).
+func (s *Store) WantedKey(template string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.templates[template]
+}
+
 // RestoreFailed records that a restore from template's image failed. After
 // maxRestoreFailures in a row the image is verified again in full, and
 // rebuilt if damaged.

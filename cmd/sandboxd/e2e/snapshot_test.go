@@ -277,3 +277,36 @@ func TestRestartReusesSnapshot(t *testing.T) {
 	}
 	d.restored(t, "python")
 }
+
+// TestReplacedAgentRebuildsSnapshot guarantees that replacing the agent
+// binary under a running daemon (an upgrade in place) never restores the
+// old agent's image: the next sandbox boots with the new binary, and the
+// daemon builds a new image that later sandboxes are restored from.
+func TestReplacedAgentRebuildsSnapshot(t *testing.T) {
+	requireE2E(t) // builds the agent
+	agent := filepath.Join(t.TempDir(), "sandbox-agent")
+	data, err := os.ReadFile(bins.agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(agent, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pool.yaml"), args: []string{"--agent", agent}})
+	first := d.waitSnapshot(t, "python", nil)
+	// Bytes after the end of an ELF file change its digest, not its code.
+	f, err := os.OpenFile(agent, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("upgraded")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	sb, err := d.createFrom(t, &sandboxv1.CreateSandboxRequest{BypassPool: true})
+	if err != nil || sb.Start != sandboxv1.StartKind_START_KIND_BOOT {
+		t.Fatalf("create after the agent changed: %v %v, want START_KIND_BOOT", sb, err)
+	}
+	d.waitSnapshot(t, "python", first.BuiltAt)
+	d.restored(t, "python")
+}
