@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/sandboxd/sandboxd/cmd/sandboxctl/internal/filestream"
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
 
@@ -69,7 +70,7 @@ for group and others. Prints the local path and size written.`, 2, 3)
 			return errors.New("the daemon sent file data before the file's description")
 		}
 		if local == "-" {
-			_, err := receiveFile(stream, c.stdout, info.GetSize())
+			_, err := filestream.Receive(stream, c.stdout, info.GetSize())
 			return err
 		}
 		n, err := saveFile(stream, local, fs.FileMode(info.GetMode())&0o755, info.GetSize(), *force)
@@ -112,7 +113,7 @@ func saveFile(stream grpc.ServerStreamingClient[sandboxv1.DownloadResponse], loc
 		tmp.Close()
 		os.Remove(tmp.Name()) // fails harmlessly once renamed
 	}()
-	n, err := receiveFile(stream, tmp, size)
+	n, err := filestream.Receive(stream, tmp, size)
 	if err != nil {
 		return n, err
 	}
@@ -140,34 +141,6 @@ func saveFile(stream grpc.ServerStreamingClient[sandboxv1.DownloadResponse], loc
 			return n, errExists(local)
 		}
 		return n, os.Rename(tmp.Name(), local)
-	}
-	return n, nil
-}
-
-// receiveFile copies the chunks of stream to w until the stream ends and
-// checks that they add up to size bytes.
-func receiveFile(stream grpc.ServerStreamingClient[sandboxv1.DownloadResponse], w io.Writer, size int64) (int64, error) {
-	var n int64
-	for {
-		msg, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return n, err
-		}
-		chunk, ok := msg.GetMsg().(*sandboxv1.DownloadResponse_Chunk)
-		if !ok {
-			return n, errors.New("the daemon sent a second file description")
-		}
-		m, err := w.Write(chunk.Chunk)
-		n += int64(m)
-		if err != nil {
-			return n, err
-		}
-	}
-	if n != size {
-		return n, fmt.Errorf("incomplete download: got %d of %d bytes", n, size)
 	}
 	return n, nil
 }

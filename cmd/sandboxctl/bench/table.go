@@ -1,10 +1,11 @@
-package main
+package bench
 
 import (
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -155,6 +156,12 @@ func startSummary(r benchResult) string {
 		}
 	}
 	return strings.Join(notes, ", ")
+}
+
+// newTable returns a tabwriter for columns separated by tabs, laid out as
+// sandboxctl lays out its tables.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 }
 
 // fmtMS renders a latency with about three significant digits.

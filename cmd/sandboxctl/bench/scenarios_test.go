@@ -1,9 +1,11 @@
-package main
+package bench
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +20,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
@@ -30,7 +33,8 @@ import (
 // GetSandbox reports a memory usage by start kind, Exec understands the
 // scenarios' code, and files are kept per sandbox. With procs, each
 // sandbox has a host process with its ID in the command line, as runsc's
-// have.
+// have. A legacy fake is a daemon that predates pools and snapshots: it
+// does not implement ListPools and never says how a sandbox started.
 type benchFake struct {
 	sandboxv1.UnimplementedSandboxServiceServer
 
@@ -41,6 +45,7 @@ type benchFake struct {
 	snapshotReady time.Time
 	snapshot      sandboxv1.SnapshotState
 	procs         bool
+	legacy        bool
 	// execHook, if set, runs at the start of every Exec with its number
 	// (from 1); a non-nil result is the Exec's failure.
 	execHook func(n int, req *sandboxv1.ExecRequest) error
@@ -75,6 +80,13 @@ func newBenchFake(targetIdle int32) *benchFake {
 		live:     map[string]map[string]string{}, starts: map[string]sandboxv1.StartKind{},
 		cmds: map[string]*exec.Cmd{}, files: map[string][]byte{},
 	}
+}
+
+// newLegacyFake returns a fake daemon that predates pools and snapshots.
+func newLegacyFake() *benchFake {
+	f := newBenchFake(0)
+	f.legacy = true
+	return f
 }
 
 // snapshotState is the state of the fake's snapshot now; f.mu held.
@@ -126,9 +138,13 @@ func (f *benchFake) CreateSandbox(_ context.Context, req *sandboxv1.CreateSandbo
 	if template == "" {
 		template = "python"
 	}
+	cold := start != sandboxv1.StartKind_START_KIND_POOL
+	if f.legacy { // it says neither
+		cold, start = false, sandboxv1.StartKind_START_KIND_UNSPECIFIED
+	}
 	return &sandboxv1.Sandbox{
 		SandboxId: id, Template: template, State: sandboxv1.SandboxState_SANDBOX_STATE_RUNNING,
-		ColdStart: start != sandboxv1.StartKind_START_KIND_POOL, Start: start,
+		ColdStart: cold, Start: start,
 	}, nil
 }
 
@@ -192,6 +208,9 @@ func (f *benchFake) ListSandboxes(_ context.Context, req *sandboxv1.ListSandboxe
 func (f *benchFake) ListPools(context.Context, *sandboxv1.ListPoolsRequest) (*sandboxv1.ListPoolsResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.legacy {
+		return nil, status.Error(codes.Unimplemented, "unknown method ListPools")
+	}
 	return &sandboxv1.ListPoolsResponse{Pools: []*sandboxv1.Pool{{
 		Template: "python", Idle: f.idle, Booting: f.booting, TargetIdle: f.targetIdle, MaxTotal: 16,
 		InUse:    int32(len(f.live)),
@@ -230,11 +249,16 @@ func (f *benchFake) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreaming
 		return stream.Send(resultEvent(&sandboxv1.ExecResult{Status: sandboxv1.ExecStatus_EXEC_STATUS_ERROR, ExitCode: 1, ErrorName: "NameError"}))
 	}
 	if out != "" {
-		if err := stream.Send(stdoutEvent(out)); err != nil {
+		if err := stream.Send(&sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Stdout{Stdout: []byte(out)}}); err != nil {
 			return err
 		}
 	}
 	return stream.Send(resultEvent(&sandboxv1.ExecResult{Status: sandboxv1.ExecStatus_EXEC_STATUS_OK}))
+}
+
+// resultEvent wraps r as the last event of an Exec stream.
+func resultEvent(r *sandboxv1.ExecResult) *sandboxv1.ExecEvent {
+	return &sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Result{Result: r}}
 }
 
 func (f *benchFake) Upload(stream grpc.ClientStreamingServer[sandboxv1.UploadRequest, sandboxv1.UploadResponse]) error {
@@ -282,8 +306,9 @@ func (f *benchFake) Download(req *sandboxv1.DownloadRequest, stream grpc.ServerS
 	return nil
 }
 
-// startBenchFake serves f on a fresh unix socket and returns its path.
-// Memory runs settle for a millisecond instead of memorySettle.
+// startBenchFake serves f on a fresh loopback TCP port until the test
+// ends and returns its address. Memory runs settle for a millisecond
+// instead of memorySettle.
 func startBenchFake(t *testing.T, f *benchFake) string {
 	t.Helper()
 	settle := memorySettle
@@ -292,29 +317,79 @@ func startBenchFake(t *testing.T, f *benchFake) string {
 		memorySettle = settle
 		f.stopProcs()
 	})
-	srv := grpc.NewServer()
-	sandboxv1.RegisterSandboxServiceServer(srv, f)
-	return serveOn(t, srv)
-}
-
-// serveOn serves srv on a fresh unix socket until the test ends.
-func serveOn(t *testing.T, srv *grpc.Server) string {
-	t.Helper()
-	sock := filepath.Join(socketDir(t), "d.sock")
-	l, err := net.Listen("unix", sock)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(l)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return sock
+	srv := grpc.NewServer()
+	sandboxv1.RegisterSandboxServiceServer(srv, f)
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop) // returns once Serve is done accepting
+	return l.Addr().String()
+}
+
+// result is the outcome of one Run in a test.
+type result struct {
+	err            error
+	stdout, stderr string
+}
+
+// runBench parses args as bench's flags and runs bench against the daemon
+// at addr until ctx ends, as sandboxctl does: notes are lines
+// "sandboxctl: bench: MSG" on stderr, and errors render as
+// "MESSAGE (code)".
+func runBench(ctx context.Context, t *testing.T, addr string, args ...string) result {
+	t.Helper()
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o := AddFlags(fs, "", "")
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("flags %q: %v", args, err)
+	}
+	var stdout, stderr bytes.Buffer
+	err := Run(ctx, Env{
+		Stdout: &stdout, Stderr: &stderr, Address: addr,
+		Client: func() (sandboxv1.SandboxServiceClient, error) {
+			cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return nil, err
+			}
+			t.Cleanup(func() { cc.Close() })
+			return sandboxv1.NewSandboxServiceClient(cc), nil
+		},
+		Describe: func(err error) string {
+			if st, ok := status.FromError(err); ok {
+				return fmt.Sprintf("%s (%s)", st.Message(), strings.ToLower(st.Code().String()))
+			}
+			return err.Error()
+		},
+		Note: func(msg string) { fmt.Fprintf(&stderr, "sandboxctl: bench: %s\n", msg) },
+	}, o)
+	return result{err, stdout.String(), stderr.String()}
+}
+
+// runOn is runBench without a deadline.
+func runOn(t *testing.T, addr string, args ...string) result {
+	t.Helper()
+	return runBench(context.Background(), t, addr, args...)
+}
+
+// wantOK fails the test unless bench succeeded.
+func wantOK(t *testing.T, r result) {
+	t.Helper()
+	if r.err != nil {
+		t.Fatalf("bench failed: %v\nstdout: %q\nstderr: %q", r.err, r.stdout, r.stderr)
+	}
+}
+
+// wantFailed fails the test unless bench failed after it ran: neither a
+// usage error nor an interruption.
+func wantFailed(t *testing.T, r result) {
+	t.Helper()
+	var ue *UsageError
+	if r.err == nil || errors.As(r.err, &ue) || errors.Is(r.err, context.Canceled) {
+		t.Fatalf("err = %v, want a failed benchmark\nstdout: %q\nstderr: %q", r.err, r.stdout, r.stderr)
+	}
 }
 
 // benchJSON is the part of the --json report the tests read.
@@ -385,12 +460,12 @@ func readBenchJSON(t *testing.T, path string) benchJSON {
 // CSV and plot are written and progress is one line per round.
 func TestBenchAllScenarios(t *testing.T) {
 	f := newBenchFake(2)
-	sock := startBenchFake(t, f)
+	addr := startBenchFake(t, f)
 	dir := t.TempDir()
 	jsonPath, csvPath, plotPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.svg")
-	r := runOn(t, sock, "", "bench", "-n", "3", "--warmup", "1", "--file-mib", "2",
+	r := runOn(t, addr, "-n", "3", "--warmup", "1", "--file-mib", "2",
 		"--json", jsonPath, "--csv", csvPath, "--plot", plotPath)
-	wantExit(t, r, 0)
+	wantOK(t, r)
 
 	rep := readBenchJSON(t, jsonPath)
 	want := map[string]int{ // timed runs per row
@@ -518,10 +593,10 @@ func TestBenchAllScenarios(t *testing.T) {
 func TestBenchWaitsForSnapshot(t *testing.T) {
 	f := newBenchFake(1)
 	f.snapshotReady = time.Now().Add(300 * time.Millisecond)
-	sock := startBenchFake(t, f)
+	addr := startBenchFake(t, f)
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	r := runOn(t, sock, "", "bench", "--scenarios", "cold", "-n", "2", "--warmup", "0", "--json", jsonPath)
-	wantExit(t, r, 0)
+	r := runOn(t, addr, "--scenarios", "cold", "-n", "2", "--warmup", "0", "--json", jsonPath)
+	wantOK(t, r)
 	rep := readBenchJSON(t, jsonPath)
 	if res := rep.Results[0]; deref(res.Restores) != 2 || deref(res.Boots) != 0 {
 		t.Errorf("cold: %d restores, %d boots; want 2 restores", deref(res.Restores), deref(res.Boots))
@@ -548,8 +623,8 @@ func TestBenchWaitsForSnapshot(t *testing.T) {
 				f.snapshotReady = time.Now().Add(time.Hour)
 			}
 		})
-		r := runOn(t, sock, "", "bench", "--scenarios", "cold", "-n", "2", "--warmup", "0", "--pool-wait", "100ms", "--json", jsonPath)
-		wantExit(t, r, 0)
+		r := runOn(t, addr, "--scenarios", "cold", "-n", "2", "--warmup", "0", "--pool-wait", "100ms", "--json", jsonPath)
+		wantOK(t, r)
 		if res := readBenchJSON(t, jsonPath).Results[0]; deref(res.Boots) != 2 {
 			t.Errorf("%s: %d boots, want 2", tc.state, deref(res.Boots))
 		}
@@ -573,10 +648,10 @@ func TestBenchRefill(t *testing.T) {
 	const refill = 200 * time.Millisecond
 	f := newBenchFake(2)
 	f.refill = refill
-	sock := startBenchFake(t, f)
+	addr := startBenchFake(t, f)
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	r := runOn(t, sock, "", "bench", "--scenarios", "refill", "-n", "2", "--warmup", "0", "--json", jsonPath)
-	wantExit(t, r, 0)
+	r := runOn(t, addr, "--scenarios", "refill", "-n", "2", "--warmup", "0", "--json", jsonPath)
+	wantOK(t, r)
 	res := readBenchJSON(t, jsonPath).Results[0]
 	if res.Name != "refill" || res.Successes != 2 || res.Sandboxes != 2 {
 		t.Fatalf("refill = %d successes, %d sandboxes (errors %q); want 2 runs of 2", res.Successes, res.Sandboxes, res.Errors)
@@ -605,9 +680,9 @@ func TestBenchRefill(t *testing.T) {
 // no idle sandboxes is not run, with the reason, rather than timed.
 func TestBenchRefillWithoutTarget(t *testing.T) {
 	f := newBenchFake(0)
-	sock := startBenchFake(t, f)
-	r := runOn(t, sock, "", "bench", "--scenarios", "refill", "-n", "1", "--warmup", "0")
-	wantExit(t, r, 1)
+	addr := startBenchFake(t, f)
+	r := runOn(t, addr, "--scenarios", "refill", "-n", "1", "--warmup", "0")
+	wantFailed(t, r)
 	if !strings.Contains(r.stdout, `not run: setup: the pool of template "python" keeps no idle sandboxes (target 0)`) {
 		t.Errorf("stdout = %s", r.stdout)
 	}
@@ -621,10 +696,10 @@ func TestBenchRefillWithoutTarget(t *testing.T) {
 func TestBenchMemory(t *testing.T) {
 	f := newBenchFake(1)
 	f.procs = true
-	sock := startBenchFake(t, f)
+	addr := startBenchFake(t, f)
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	r := runOn(t, sock, "", "bench", "--scenarios", "memory", "-n", "2", "--json", jsonPath)
-	wantExit(t, r, 0)
+	r := runOn(t, addr, "--scenarios", "memory", "-n", "2", "--json", jsonPath)
+	wantOK(t, r)
 	rep := readBenchJSON(t, jsonPath)
 	if len(rep.Results) != 2 {
 		t.Fatalf("%d rows, want memory-restore and memory-boot", len(rep.Results))
@@ -649,8 +724,8 @@ func TestBenchMemory(t *testing.T) {
 	})
 
 	f.locked(func() { f.snapshot = sandboxv1.SnapshotState_SNAPSHOT_STATE_FAILED })
-	r = runOn(t, sock, "", "bench", "--scenarios", "memory", "-n", "1", "--json", jsonPath)
-	wantExit(t, r, 1)
+	r = runOn(t, addr, "--scenarios", "memory", "-n", "1", "--json", jsonPath)
+	wantFailed(t, r)
 	if !strings.Contains(r.stderr, "memory-restore: run 1 failed: the sandbox was not restored but started boot: the daemon has no usable snapshot") {
 		t.Errorf("stderr = %s", r.stderr)
 	}
@@ -665,10 +740,10 @@ func TestBenchMemory(t *testing.T) {
 func TestBenchWaitsForPool(t *testing.T) {
 	f := newBenchFake(1)
 	f.refill = 300 * time.Millisecond
-	sock := startBenchFake(t, f)
+	addr := startBenchFake(t, f)
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	r := runOn(t, sock, "", "bench", "--scenarios", "warm", "-n", "3", "--warmup", "0", "--json", jsonPath)
-	wantExit(t, r, 0)
+	r := runOn(t, addr, "--scenarios", "warm", "-n", "3", "--warmup", "0", "--json", jsonPath)
+	wantOK(t, r)
 	res := readBenchJSON(t, jsonPath).Results[0]
 	if res.Successes != 3 || *res.ColdStarts != 0 {
 		t.Errorf("warm: %d successes, %d cold starts; want 3 hits", res.Successes, *res.ColdStarts)
@@ -680,18 +755,11 @@ func TestBenchWaitsForPool(t *testing.T) {
 // bench says so, runs burst with K = 2, warns that cold runs may have been
 // pool hits, reports pools as null, and succeeds.
 func TestBenchWithoutPools(t *testing.T) {
-	f := &fakeServer{exec: func(req *sandboxv1.ExecRequest, s execStream) error {
-		if req.GetCode() == printCode {
-			if err := s.Send(stdoutEvent("1\n")); err != nil {
-				return err
-			}
-		}
-		return s.Send(okResult)
-	}}
-	sock := startFake(t, f)
+	f := newLegacyFake()
+	addr := startBenchFake(t, f)
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	r := runOn(t, sock, "", "bench", "--scenarios", "warm,cold,boot,exec,burst", "-n", "2", "--warmup", "0", "--json", jsonPath)
-	wantExit(t, r, 0)
+	r := runOn(t, addr, "--scenarios", "warm,cold,boot,exec,burst", "-n", "2", "--warmup", "0", "--json", jsonPath)
+	wantOK(t, r)
 	for _, s := range []string{
 		"sandboxctl: bench: this daemon does not implement ListPools",
 		"burst: 2 concurrent creates per round, 1 rounds",
@@ -712,16 +780,16 @@ func TestBenchWithoutPools(t *testing.T) {
 		}
 	}
 	f.locked(func() {
-		if len(f.sandboxes) != 0 {
-			t.Errorf("sandboxes left: %v", f.sandboxes)
+		if len(f.live) != 0 {
+			t.Errorf("sandboxes left: %v", f.live)
 		}
 	})
 	if !strings.Contains(r.stdout, "cold starts 0/2") {
 		t.Errorf("table lacks the cold starts of a daemon without start kinds:\n%s", r.stdout)
 	}
 
-	r = runOn(t, sock, "", "bench", "--scenarios", "refill,memory", "-n", "1", "--warmup", "0")
-	wantExit(t, r, 1)
+	r = runOn(t, addr, "--scenarios", "refill,memory", "-n", "1", "--warmup", "0")
+	wantFailed(t, r)
 	for _, s := range []string{
 		"refill: setup failed: the daemon reports no warm pool to refill",
 		"memory-restore: run 1 failed: the daemon does not say how the sandbox started (Sandbox.start)",
@@ -744,10 +812,10 @@ func TestBenchFailuresCounted(t *testing.T) {
 		}
 		return nil
 	}
-	sock := startBenchFake(t, f)
+	addr := startBenchFake(t, f)
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	r := runOn(t, sock, "", "bench", "--scenarios", "cold", "-n", "4", "--warmup", "0", "--json", jsonPath)
-	wantExit(t, r, 0)
+	r := runOn(t, addr, "--scenarios", "cold", "-n", "4", "--warmup", "0", "--json", jsonPath)
+	wantOK(t, r)
 	res := readBenchJSON(t, jsonPath).Results[0]
 	if res.Runs != 4 || res.Successes != 2 || len(res.Errors) != 1 || !strings.Contains(res.Errors[0], "agent crashed (internal)") {
 		t.Errorf("cold = %d runs, %d successes, errors %q", res.Runs, res.Successes, res.Errors)
@@ -764,31 +832,19 @@ func TestBenchFailuresCounted(t *testing.T) {
 	f.locked(func() {
 		f.execHook = func(int, *sandboxv1.ExecRequest) error { return status.Error(codes.Internal, "always") }
 	})
-	r = runOn(t, sock, "", "bench", "--scenarios", "warm,exec", "-n", "2", "--warmup", "0", "--json", jsonPath)
-	wantExit(t, r, 1)
-	if !strings.HasSuffix(r.stderr, "sandboxctl: bench: no successful run of warm, exec-python, exec-bash (see the errors above)\n") {
-		t.Errorf("stderr = %s", r.stderr)
+	r = runOn(t, addr, "--scenarios", "warm,exec", "-n", "2", "--warmup", "0", "--json", jsonPath)
+	wantFailed(t, r)
+	if want := "no successful run of warm, exec-python, exec-bash (see the errors above)"; r.err.Error() != want {
+		t.Errorf("err = %q, want %q", r.err, want)
 	}
 	if len(readBenchJSON(t, jsonPath).Results) != 3 || !strings.Contains(r.stdout, "SCENARIO") {
 		t.Errorf("no report written for a failed benchmark:\n%s", r.stdout)
 	}
 }
 
-// TestBenchWrongOutput guarantees that a run whose first Exec does not
-// print "1\n" is a failure, even though the Exec itself succeeded.
-func TestBenchWrongOutput(t *testing.T) {
-	f := &fakeServer{} // Exec succeeds with no output
-	sock := startFake(t, f)
-	r := runOn(t, sock, "", "bench", "--scenarios", "cold", "-n", "1", "--warmup", "0")
-	wantExit(t, r, 1)
-	if !strings.Contains(r.stderr, `cold: run 1 failed: stdout "", want "1\n"`) {
-		t.Errorf("stderr = %s", r.stderr)
-	}
-}
-
 // TestBenchInterrupted guarantees Ctrl-C: bench stops, destroys the
 // sandboxes it holds (exec's and the one being measured), writes no
-// report, and exits 130.
+// report, and returns the context's error.
 func TestBenchInterrupted(t *testing.T) {
 	f := newBenchFake(1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -799,19 +855,14 @@ func TestBenchInterrupted(t *testing.T) {
 		}
 		return nil
 	}
-	sock := startBenchFake(t, f)
+	addr := startBenchFake(t, f)
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"--socket", sock, "bench", "--scenarios", "cold,exec", "-n", "5", "--json", jsonPath},
-		strings.NewReader(""), &stdout, &stderr)
-	if code != exitInterrupted {
-		t.Fatalf("exit status %d, want 130\nstderr: %s", code, stderr.String())
+	r := runBench(ctx, t, addr, "--scenarios", "cold,exec", "-n", "5", "--json", jsonPath)
+	if !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled\nstderr: %s", r.err, r.stderr)
 	}
-	if !strings.HasSuffix(stderr.String(), "sandboxctl: bench: interrupted\n") {
-		t.Errorf("stderr = %s", stderr.String())
-	}
-	if _, err := os.Stat(jsonPath); err == nil || stdout.Len() > 0 {
-		t.Errorf("a report was written after Ctrl-C: %s", stdout.String())
+	if _, err := os.Stat(jsonPath); err == nil || r.stdout != "" {
+		t.Errorf("a report was written after Ctrl-C: %s", r.stdout)
 	}
 	f.locked(func() {
 		if len(f.live) != 0 {
@@ -820,48 +871,37 @@ func TestBenchInterrupted(t *testing.T) {
 	})
 }
 
-// TestBenchUsageErrors guarantees that bad flags are usage errors (exit 2,
-// one line) found before any daemon is contacted, and that unwritable
-// output paths fail at once too.
+// TestBenchUsageErrors guarantees that bad flags are usage errors found
+// before any daemon is contacted, and that unwritable output paths fail at
+// once too.
 func TestBenchUsageErrors(t *testing.T) {
-	sock := filepath.Join(socketDir(t), "none.sock") // never reached
+	const addr = "127.0.0.1:1" // never reached
 	for _, args := range [][]string{
-		{"bench", "--scenarios", "warm,hot"},
-		{"bench", "--scenarios", "none"},
-		{"bench", "-n", "0"},
-		{"bench", "--warmup", "-1"},
-		{"bench", "--concurrency", "-2"},
-		{"bench", "--file-mib", "0"},
-		{"bench", "--pool-wait", "-1s"},
-		{"bench", "--plot", "cdf.gif"},
-		{"bench", "--baselines", "--runsc", "", "--rootfs", "/r"},
-		{"bench", "--baselines", "--runsc", "/r", "--rootfs", ""},
-		{"bench", "extra"},
+		{"--scenarios", "warm,hot"},
+		{"--scenarios", "none"},
+		{"-n", "0"},
+		{"--warmup", "-1"},
+		{"--concurrency", "-2"},
+		{"--file-mib", "0"},
+		{"--pool-wait", "-1s"},
+		{"--plot", "cdf.gif"},
+		{"--baselines", "--runsc", "", "--rootfs", "/r"},
+		{"--baselines", "--runsc", "/r", "--rootfs", ""},
 	} {
-		r := runOn(t, sock, "", args...)
-		if r.code != exitUsage || !strings.HasPrefix(r.stderr, "sandboxctl: bench: ") || strings.Count(r.stderr, "\n") != 1 {
-			t.Errorf("%q: exit %d, stderr %q; want one usage line and exit 2", args, r.code, r.stderr)
+		r := runOn(t, addr, args...)
+		var ue *UsageError
+		if !errors.As(r.err, &ue) || r.stdout != "" || r.stderr != "" {
+			t.Errorf("%q: err %v, stdout %q, stderr %q; want a usage error alone", args, r.err, r.stdout, r.stderr)
 		}
 	}
-	r := runOn(t, sock, "", "bench", "--json", "/nonexistent/dir/r.json")
-	wantExit(t, r, 1)
-	if !strings.Contains(r.stderr, "/nonexistent/dir is not a directory") {
-		t.Errorf("stderr = %q", r.stderr)
+	r := runOn(t, addr, "--json", "/nonexistent/dir/r.json")
+	wantFailed(t, r)
+	if !strings.Contains(r.err.Error(), "/nonexistent/dir is not a directory") {
+		t.Errorf("err = %q", r.err)
 	}
-	r = runOn(t, sock, "", "bench", "--baselines", "--runsc", "", "--rootfs", "/r")
-	if !strings.Contains(r.stderr, "pass --runsc PATH") {
-		t.Errorf("missing runsc: stderr = %q, want it to say to pass --runsc", r.stderr)
-	}
-}
-
-// TestBenchUnreachable guarantees that an absent daemon fails bench at once
-// with the usual one-line hint, not with a table of failed runs.
-func TestBenchUnreachable(t *testing.T) {
-	sock := filepath.Join(socketDir(t), "none.sock")
-	r := runOn(t, sock, "", "bench")
-	wantExit(t, r, 1)
-	if want := "sandboxctl: bench: cannot reach sandboxd at " + sock + ": is the daemon running? (sudo make run)\n"; r.stderr != want {
-		t.Errorf("stderr = %q, want %q", r.stderr, want)
+	r = runOn(t, addr, "--baselines", "--runsc", "", "--rootfs", "/r")
+	if r.err == nil || !strings.Contains(r.err.Error(), "pass --runsc PATH") {
+		t.Errorf("missing runsc: err = %v, want it to say to pass --runsc", r.err)
 	}
 }
 
@@ -870,9 +910,9 @@ func TestBenchUnreachable(t *testing.T) {
 // every CreateSandbox.
 func TestBenchTemplateWithoutPool(t *testing.T) {
 	f := newBenchFake(1)
-	sock := startBenchFake(t, f)
-	r := runOn(t, sock, "", "bench", "--scenarios", "warm", "--template", "big", "-n", "1", "--warmup", "0")
-	wantExit(t, r, 0)
+	addr := startBenchFake(t, f)
+	r := runOn(t, addr, "--scenarios", "warm", "--template", "big", "-n", "1", "--warmup", "0")
+	wantOK(t, r)
 	if !strings.Contains(r.stderr, `sandboxctl: bench: template "big" has no warm pool: warm runs will be cold starts`) {
 		t.Errorf("stderr = %s", r.stderr)
 	}

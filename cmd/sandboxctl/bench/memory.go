@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -39,7 +39,7 @@ var memorySettle = 1500 * time.Millisecond
 // memory of each: its host cgroup's usage (GetSandbox) and the PSS of its
 // host processes. Nothing is timed, so there are no warm-up runs. Setup
 // waits for the snapshot, so that the restore can be one.
-func (d *daemonBench) memoryItem(o *benchOptions) *benchItem {
+func (d *daemonBench) memoryItem(o *Options) *benchItem {
 	return &benchItem{
 		name: scenarioMemory, kind: kindMemory, rows: []string{rowMemoryRestore, rowMemoryBoot},
 		runs: o.runs, warmup: 0,

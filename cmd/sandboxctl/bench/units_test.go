@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -92,7 +92,7 @@ func TestParseScenarios(t *testing.T) {
 			t.Errorf("parseScenarios(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
-	var ue *usageError
+	var ue *UsageError
 	if _, err := parseScenarios("warm,hot"); !errors.As(err, &ue) || !strings.Contains(err.Error(), `"hot"`) {
 		t.Errorf("unknown scenario: err = %v, want a usage error naming it", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sandboxd/sandboxd/cmd/sandboxctl/internal/filestream"
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
 
@@ -67,8 +68,8 @@ type daemonBench struct {
 
 // newDaemonBench connects to the daemon and looks at its pools. An
 // unreachable daemon fails here, before any run.
-func newDaemonBench(ctx context.Context, c *cli, o *benchOptions, runID string, notef func(string, ...any)) (*daemonBench, error) {
-	client, err := c.client()
+func newDaemonBench(ctx context.Context, env Env, o *Options, runID string, notef func(string, ...any)) (*daemonBench, error) {
+	client, err := env.Client()
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +78,7 @@ func newDaemonBench(ctx context.Context, c *cli, o *benchOptions, runID string, 
 		template: o.template,
 		labels:   map[string]string{benchLabel: runID},
 		notef:    notef,
-		describe: c.describe,
+		describe: env.Describe,
 		pools:    &poolWatcher{client: client, wait: o.poolWait, notef: notef},
 	}
 	if err := d.pools.probe(ctx); err != nil {
@@ -282,7 +283,7 @@ func (d *daemonBench) download(ctx context.Context, id, path string) (int64, [sh
 		return 0, sum, errors.New("the daemon sent file data before the file's description")
 	}
 	h := sha256.New()
-	n, err := receiveFile(stream, h, first.GetInfo().GetSize())
+	n, err := filestream.Receive(stream, h, first.GetInfo().GetSize())
 	if err != nil {
 		return n, sum, err
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -238,8 +238,9 @@ func ratioOf(a, b *float64) *float64 {
 
 func ptr[T any](v T) *T { return &v }
 
-// reportConfig records the options of the run.
-func reportConfig(o *benchOptions, d *daemonBench, socket string) benchConfig {
+// reportConfig records the options of the run and, when scenarios ran (d
+// is set), the daemon's address.
+func reportConfig(o *Options, d *daemonBench, address string) benchConfig {
 	cfg := benchConfig{
 		Scenarios: append([]string{}, o.scenarios...),
 		Baselines: o.baselines,
@@ -248,7 +249,7 @@ func reportConfig(o *benchOptions, d *daemonBench, socket string) benchConfig {
 		PercentileMethod: percentileMethod,
 	}
 	if d != nil {
-		cfg.Socket = resolveSocket(socket, os.Getenv(socketEnv))
+		cfg.Socket = address
 		d.mu.Lock()
 		cfg.BurstConcurrency = d.burstK
 		d.mu.Unlock()
@@ -287,7 +288,7 @@ func (rep *benchReport) withoutSuccess() []string {
 }
 
 // writeFiles writes the --json, --csv and --plot files that were asked for.
-func (rep *benchReport) writeFiles(o *benchOptions) error {
+func (rep *benchReport) writeFiles(o *Options) error {
 	if o.jsonPath != "" {
 		var b bytes.Buffer
 		if err := rep.writeJSON(&b); err != nil {

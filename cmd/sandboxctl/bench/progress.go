@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"fmt"
@@ -34,7 +34,7 @@ type progress interface {
 const barRefresh = 100 * time.Millisecond
 
 // newProgress returns a bar on w when w is a terminal, else lines (CI
-// logs). note prints one "sandboxctl: bench: MSG" line on w.
+// logs). note prints a line of its own (Env.Note: "sandboxctl: bench: MSG").
 func newProgress(w io.Writer, note func(string)) progress {
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		return &barProgress{w: w, printNote: note}

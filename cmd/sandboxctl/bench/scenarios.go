@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -40,7 +40,7 @@ const (
 )
 
 // items returns the selected scenarios, in run order.
-func (d *daemonBench) items(o *benchOptions) []*benchItem {
+func (d *daemonBench) items(o *Options) []*benchItem {
 	var items []*benchItem
 	for _, name := range o.scenarios {
 		switch name {
@@ -210,7 +210,7 @@ func (d *daemonBench) filesItem(size int) *benchItem {
 // returns the latency of each. K is --concurrency, else burstSize of the
 // template's pool; it is settled at setup, after the sandboxes of exec and
 // files revealed the default template's name.
-func (d *daemonBench) burstItem(o *benchOptions) *benchItem {
+func (d *daemonBench) burstItem(o *Options) *benchItem {
 	it := &benchItem{name: scenarioBurst, kind: kindScenario, rows: []string{scenarioBurst}}
 	var k int
 	it.setup = func(ctx context.Context) error {

@@ -1,8 +1,9 @@
-package main
+package bench
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,7 +36,12 @@ func requireBaselines(t *testing.T) (runsc, rootfs, tmp string) {
 		}
 		t.Skip(msg)
 	}
-	tmp = socketDir(t) // short: runsc keeps state below it
+	// Short, unlike t.TempDir: runsc keeps sockets below it.
+	tmp, err := os.MkdirTemp("", "bench")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
 	t.Setenv("TMPDIR", tmp)
 	return runsc, rootfs, tmp
 }
@@ -68,9 +74,9 @@ func wantNothingLeft(t *testing.T, tmp string) {
 func TestBaselinesReal(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "r.json") // before TMPDIR moves
 	runsc, rootfs, tmp := requireBaselines(t)
-	r := runCLI(t, "", "bench", "--scenarios", "none", "--baselines", "-n", "2", "--warmup", "1",
+	r := runOn(t, "", "--scenarios", "none", "--baselines", "-n", "2", "--warmup", "1",
 		"--runsc", runsc, "--rootfs", rootfs, "--json", jsonPath)
-	wantExit(t, r, 0)
+	wantOK(t, r)
 	rep := readBenchJSON(t, jsonPath)
 	var names []string
 	for _, res := range rep.Results {
@@ -92,17 +98,17 @@ func TestBaselinesReal(t *testing.T) {
 
 // TestBaselinesInterrupted guarantees that Ctrl-C in the middle of the
 // baselines (a runsc run or the runsc-exec sandbox alive) leaves no
-// container, mount, process or directory behind, and exits 130.
+// container, mount, process or directory behind, and returns the
+// context's error.
 func TestBaselinesInterrupted(t *testing.T) {
 	runsc, rootfs, tmp := requireBaselines(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	time.AfterFunc(3*time.Second, cancel)
-	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"bench", "--scenarios", "none", "--baselines", "-n", "50",
-		"--runsc", runsc, "--rootfs", rootfs}, strings.NewReader(""), &stdout, &stderr)
-	if code != exitInterrupted {
-		t.Fatalf("exit status %d, want 130\nstderr: %s", code, stderr.String())
+	r := runBench(ctx, t, "", "--scenarios", "none", "--baselines", "-n", "50",
+		"--runsc", runsc, "--rootfs", rootfs)
+	if !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled\nstderr: %s", r.err, r.stderr)
 	}
 	wantNothingLeft(t, tmp)
 }
