@@ -90,6 +90,7 @@ func runBash(ctx context.Context, job *execJob, processes uint64, out *output) (
 		go feed(stdinW, job.stdin)
 	}
 	out.start(stdoutR, stderrR)
+	job.clock.mark("agent: start bash (script, pipes, fork and exec)")
 
 	exited := make(chan struct{})
 	go func() {
@@ -115,12 +116,14 @@ func runBash(ctx context.Context, job *execJob, processes uint64, out *output) (
 			stopped = sandboxv1.ExecStatus_EXEC_STATUS_KILLED
 		}
 	}
+	job.clock.mark("bash: run the script")
 	if stopped != sandboxv1.ExecStatus_EXEC_STATUS_UNSPECIFIED {
 		killGroup(cmd.Process.Pid)
 		<-exited
 		within(func() { sweep(job.marker) }) // what left the process group
 	}
 	out.stop(drainGrace)
+	job.clock.mark("agent: drain the output")
 
 	switch ws := cmd.ProcessState.Sys().(syscall.WaitStatus); {
 	case stopped == sandboxv1.ExecStatus_EXEC_STATUS_TIMEOUT:

@@ -8,8 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
@@ -25,27 +28,38 @@ var errWorkerGone = errors.New("the Python interpreter died before the cell star
 func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1.ExecResult, error) {
 	var pipes pipeSet
 	defer pipes.closeAll() // also unblocks feed if the cell never read its stdin
-	stdinR, stdinW, err := pipes.pipe()
+	stdoutR, stdoutW, err := pipes.childPipe()
 	if err != nil {
 		return nil, err
 	}
-	stdoutR, stdoutW, err := pipes.pipe()
+	stderrR, stderrW, err := pipes.childPipe()
 	if err != nil {
+		unix.Close(stdoutW)
 		return nil, err
 	}
-	stderrR, stderrW, err := pipes.pipe()
-	if err != nil {
-		return nil, err
+	theirs := []int{w.null, stdoutW, stderrW} // the cell's stdin, stdout, stderr
+	var stdinW *os.File
+	if len(job.stdin) > 0 {
+		stdinR, wr, err := pipes.pipe()
+		if err != nil {
+			unix.Close(stdoutW)
+			unix.Close(stderrW)
+			return nil, err
+		}
+		stdinW, theirs[0] = wr, int(stdinR.Fd())
+		defer stdinR.Close()
 	}
-	err = w.send(kernelRequest{Code: job.code, Env: job.codeEnv(), Workdir: job.dir}, stdinR, stdoutW, stderrW)
-	stdinR.Close() // the kernel has its own copies now
-	stdoutW.Close()
-	stderrW.Close()
+	err = w.send(kernelRequest{Code: job.code, Env: job.codeEnv(), Workdir: job.dir}, theirs)
+	unix.Close(stdoutW) // the kernel has its own copies now
+	unix.Close(stderrW)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%v)", errWorkerGone, err)
 	}
-	go feed(stdinW, job.stdin)
+	if stdinW != nil {
+		go feed(stdinW, job.stdin)
+	}
 	out.start(stdoutR, stderrR)
+	job.clock.mark("agent: hand the cell to the interpreter (pipes, fd passing)")
 
 	results := w.readResult()
 	timeout, stopTimer := job.timer()
@@ -88,7 +102,9 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 				out.stop(drainGrace)
 				return res, nil
 			}
+			job.clock.markSplit("interpreter: set up and tear down the cell, answer", "interpreter: run the code", time.Duration(r.res.RunNanos))
 			out.stop(drainGrace)
+			job.clock.mark("agent: drain the output")
 			return cellResult(r.res, stopped, job), nil
 		case <-w.exited:
 			w.kill() // its children too

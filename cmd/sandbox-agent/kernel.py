@@ -10,7 +10,8 @@ Frames on the socket are a 4-byte big-endian length and that much JSON:
   agent -> kernel, per cell:       {"code": str, "env": {str: str}, "workdir": str}
                                     with the cell's stdin, stdout and stderr
                                     pipes attached (SCM_RIGHTS) to the header
-  kernel -> agent, per cell:       {"exit_code": int, "value": str, "error_name": str}
+  kernel -> agent, per cell:       {"exit_code": int, "value": str, "error_name": str,
+                                    "run_ns": int (how long the code ran)}
 
 The kernel puts the pipes on fds 0/1/2 for the cell (so print(), os.write(1),
 subprocesses and C code all reach them), and back on /dev/null before it
@@ -31,6 +32,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 import types
 
@@ -70,6 +72,13 @@ def _on_sigint(signum, frame):
     repeats it until the cell ends or its grace runs out."""
     if _in_cell:
         raise KeyboardInterrupt
+
+
+def _ensure_sigint():
+    """Install the kernel's SIGINT handler unless it is in place (a cell
+    may have replaced it); getsignal costs no syscall."""
+    if signal.getsignal(signal.SIGINT) is not _on_sigint:
+        signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _open_socket():
@@ -153,15 +162,29 @@ def _flush():
         _libc.fflush(None)  # C extensions' stdio buffers
 
 
-def _detach():
-    """Flush the cell's output and put /dev/null back on fds 0/1/2."""
-    _flush()
+def _null_fd():
+    """/dev/null on a high close-on-exec fd, opened once: every cell's
+    detach dups it onto 0/1/2 (in gVisor each syscall saved counts)."""
     tmp = os.open(os.devnull, os.O_RDWR)
     null = fcntl.fcntl(tmp, fcntl.F_DUPFD_CLOEXEC, 3)
     os.close(tmp)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+    return null
+
+
+_NULL = None
+
+
+def _detach():
+    """Flush the cell's output and put /dev/null back on fds 0/1/2."""
+    global _NULL
+    _flush()
+    try:
+        for fd in (0, 1, 2):
+            os.dup2(_NULL, fd)
+    except (OSError, TypeError):
+        _NULL = _null_fd()  # the first cell, or a cell closed it
+        for fd in (0, 1, 2):
+            os.dup2(_NULL, fd)
 
 
 def _truncate(text, limit):
@@ -207,7 +230,8 @@ def _execute(req):
     name = "<cell %d>" % _cells
     source = req["code"]
     linecache.cache[name] = (len(source), None, source.splitlines(True), name)
-    result = {"exit_code": 0, "value": "", "error_name": ""}
+    result = {"exit_code": 0, "value": "", "error_name": "", "run_ns": 0}
+    started = time.perf_counter_ns()
     try:
         try:
             _in_cell = True
@@ -235,6 +259,7 @@ def _execute(req):
         _print_exception(exc)
         result["exit_code"] = 1
         result["error_name"] = type(exc).__name__
+    result["run_ns"] = time.perf_counter_ns() - started
     return result
 
 
@@ -248,9 +273,9 @@ def _run(sock, ident, req, fds):
     except OSError:
         saved_cwd = None
     _attach(fds)
-    signal.signal(signal.SIGINT, _on_sigint)
+    _ensure_sigint()
     result = _execute(req)
-    signal.signal(signal.SIGINT, _on_sigint)
+    _ensure_sigint()
     if os.getpid() != _PID:
         # A forked child fell out of the cell: it must not answer the agent.
         _flush()

@@ -9,9 +9,18 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 )
 
+// agentProcs is the agent's GOMAXPROCS. Inside gVisor a Go thread handing
+// work to another one is a host wake-up that costs far more than the
+// work: one P keeps the agent's goroutines (gRPC reader, handler, writer,
+// output readers) on one thread. Measured with sandboxctl bench: Python
+// exec p50 4.2 -> 3.6 ms, p90 7.4 -> 4.7 ms.
+const agentProcs = 1
+
 func main() {
+	runtime.GOMAXPROCS(agentProcs)
 	switch {
 	case len(os.Args) == 1:
 		os.Exit(runInit())

@@ -81,6 +81,7 @@ func (p *python) exec(ctx context.Context, job *execJob, out *output) (*sandboxv
 		if err != nil {
 			return notStarted(ctx, waitCtx, job, err)
 		}
+		job.clock.mark("agent: wait for the interpreter")
 		res, err := w.run(ctx, job, out)
 		if errors.Is(err, errWorkerGone) && !retried {
 			w.kill() // reaped now: ensure replaces it and notes its death

@@ -67,6 +67,8 @@ type execJob struct {
 	// memLow is closed when the sandbox runs low on memory while the job
 	// runs (memguard.go).
 	memLow <-chan struct{}
+	// clock times the job's stages when the request asked for a trace.
+	clock *stageClock
 }
 
 // codeEnv is the environment the job's code adds to its interpreter's:
@@ -119,13 +121,17 @@ func (s *server) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreamingSer
 	if err != nil {
 		return err
 	}
+	job.clock.mark("agent: assemble the result")
+	res.Trace = job.clock.result()
 	res.Duration = durationpb.New(time.Since(job.start))
 	return stream.Send(&sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Result{Result: res}})
 }
 
 // parseExec checks an ExecRequest and resolves its working directory.
 func (s *server) parseExec(req *sandboxv1.ExecRequest) (*execJob, error) {
-	job := &execJob{code: req.GetCode(), stdin: req.GetStdin(), env: req.GetEnv(), start: time.Now(), marker: newMarker(), memLow: s.memory.fired()}
+	start := time.Now()
+	job := &execJob{code: req.GetCode(), stdin: req.GetStdin(), env: req.GetEnv(), start: start, marker: newMarker(), memLow: s.memory.fired(),
+		clock: newStageClock(start, req.GetTrace())}
 	switch req.GetLanguage() {
 	case sandboxv1.Language_LANGUAGE_BASH, sandboxv1.Language_LANGUAGE_PYTHON:
 	default:

@@ -54,6 +54,8 @@ const maxResultFrame = 1 << 20
 type worker struct {
 	cmd      *exec.Cmd
 	conn     *net.UnixConn
+	null     int           // /dev/null's fd: the stdin of cells that are given none
+	nullFile *os.File      // owns null; closed by kill
 	exited   chan struct{} // closed once the process is reaped (cmd.ProcessState is set)
 	reported atomic.Bool   // an Exec's result said that this worker died
 }
@@ -72,6 +74,8 @@ type kernelResult struct {
 	ExitCode  int32  `json:"exit_code"`
 	Value     string `json:"value"`
 	ErrorName string `json:"error_name"`
+	// RunNanos is how long the cell's code ran, by the interpreter's clock.
+	RunNanos int64 `json:"run_ns"`
 }
 
 // workerLimits are rlimits of the interpreter; zero leaves one as the
@@ -113,7 +117,14 @@ func startWorker(ctx context.Context, limits workerLimits) (*worker, error) {
 		return nil, fmt.Errorf("starting %s: %w", pythonCommand, err)
 	}
 	srcR.Close()
-	w := &worker{cmd: cmd, conn: fc.(*net.UnixConn), exited: make(chan struct{})}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		fc.Close()
+		return nil, fmt.Errorf("opening %s: %w", os.DevNull, err)
+	}
+	w := &worker{cmd: cmd, conn: fc.(*net.UnixConn), null: int(null.Fd()), nullFile: null, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait() // the exit status is in cmd.ProcessState
 		close(w.exited)
@@ -163,6 +174,7 @@ func (w *worker) kill() {
 	_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
 	<-w.exited
 	w.conn.Close()
+	w.nullFile.Close() // a second call fails harmlessly
 }
 
 // death describes how the worker ended; call it once it has exited.
@@ -221,24 +233,25 @@ func (w *worker) readFrame() (kernelResult, error) {
 	return res, nil
 }
 
-// send sends a cell to the kernel with the child ends of its three pipes.
-func (w *worker) send(req kernelRequest, stdin, stdout, stderr *os.File) error {
+// send sends a cell to the kernel with the fds of its stdin, stdout and
+// stderr.
+func (w *worker) send(req kernelRequest, fds []int) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encoding the cell: %w", err)
 	}
-	var head [4]byte
-	binary.BigEndian.PutUint32(head[:], uint32(len(body)))
-	rights := syscall.UnixRights(int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd()))
-	n, _, err := w.conn.WriteMsgUnix(head[:], rights, nil)
-	if err == nil && n != len(head) {
-		err = io.ErrShortWrite
+	// One sendmsg for the frame and the fds: the kernel reads the length
+	// with the fds, then the body, which is already there.
+	frame := make([]byte, 4, 4+len(body))
+	binary.BigEndian.PutUint32(frame, uint32(len(body)))
+	frame = append(frame, body...)
+	n, _, err := w.conn.WriteMsgUnix(frame, syscall.UnixRights(fds...), nil)
+	if err == nil && n < len(frame) {
+		// The rest of a long cell follows as plain bytes.
+		_, err = w.conn.Write(frame[n:])
 	}
 	if err != nil {
-		return fmt.Errorf("sending the cell's pipes: %w", err)
-	}
-	if _, err := w.conn.Write(body); err != nil {
-		return fmt.Errorf("sending the cell: %w", err)
+		return fmt.Errorf("sending the cell and its pipes: %w", err)
 	}
 	return nil
 }

@@ -64,7 +64,13 @@ says what it used, as the sandbox's host cgroup counts it:
 "sandboxctl: exec: cpu 1.234s, peak memory 180Mi, took 2.301s". The CPU
 time is the whole sandbox's during the exec; the peak memory is "unknown"
 where the host cannot measure it per exec. --stats leaves the exit status
-as it is.`
+as it is.
+
+With --trace, a last table on standard error says how long each stage of
+the exec took: the client's round trip to the daemon (connection set-up
+included), the daemon's own work, the daemon<->agent transport, and the
+agent's and the interpreter's stages, adding up to the total the client
+saw.`
 
 // execCommand is "sandboxctl exec".
 func execCommand() *command {
@@ -77,6 +83,7 @@ func execCommand() *command {
 	file := cmd.flags.String("file", "", "read the code from `FILE` (- for standard input)")
 	stdinFile := cmd.flags.String("stdin-file", "", "give the contents of `FILE` (at most 1 MiB; - for standard input) to the code on its standard input (default: none)")
 	stats := cmd.flags.Bool("stats", false, "once the code ends, print its CPU time, peak memory and duration on standard error")
+	trace := cmd.flags.Bool("trace", false, "once the code ends, print how long each stage of the exec took (client, daemon, agent, interpreter) on standard error")
 
 	cmd.run = func(ctx context.Context, c *cli, args []string) error {
 		language, ok := languages[*lang]
@@ -103,6 +110,7 @@ func execCommand() *command {
 			Language:  language,
 			Env:       env,
 			Workdir:   *workdir,
+			Trace:     *trace,
 		}
 		if *timeout > 0 {
 			req.Timeout = durationpb.New(*timeout)
@@ -180,6 +188,7 @@ func (c *cli) exec(ctx context.Context, verb string, req *sandboxv1.ExecRequest,
 	// Returning early (a failed write) cancels the stream and so the code.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	start := time.Now()
 	stream, err := client.Exec(ctx, req)
 	if err != nil {
 		return err
@@ -203,6 +212,7 @@ func (c *cli) exec(ctx context.Context, verb string, req *sandboxv1.ExecRequest,
 				return err
 			}
 		case *sandboxv1.ExecEvent_Result:
+			took := time.Since(start)
 			code, notes := execOutcome(e.Result)
 			if stats {
 				notes = append(notes, execStats(e.Result))
@@ -210,6 +220,12 @@ func (c *cli) exec(ctx context.Context, verb string, req *sandboxv1.ExecRequest,
 			for _, n := range notes {
 				stderr.startLine()
 				c.note(verb, n)
+			}
+			if req.GetTrace() {
+				stderr.startLine()
+				if err := writeTrace(c.stderr, took, e.Result.GetTrace()); err != nil {
+					return err
+				}
 			}
 			if code == exitOK {
 				return nil

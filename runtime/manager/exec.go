@@ -49,6 +49,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 	if err != nil {
 		return err
 	}
+	received := now()
 	e.inflight.Add(1)
 	defer e.inflight.Add(-1)
 	defer e.touch()
@@ -58,7 +59,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 
 	areq := &sandboxv1.ExecRequest{
 		Language: req.GetLanguage(), Code: req.GetCode(), Timeout: durationpb.New(timeout),
-		Env: req.GetEnv(), Workdir: req.GetWorkdir(), Stdin: req.GetStdin(),
+		Env: req.GetEnv(), Workdir: req.GetWorkdir(), Stdin: req.GetStdin(), Trace: req.GetTrace(),
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout+agentMargin)
 	defer cancel()
@@ -93,7 +94,11 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 				}}})
 			}
 		case *sandboxv1.ExecEvent_Result:
-			return send(&sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Result{Result: sanitize(ev.GetResult())}})
+			res := sanitize(ev.GetResult())
+			if req.GetTrace() {
+				res.Trace = traceStages(received, start, res.Trace, usage)
+			}
+			return send(&sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Result{Result: res}})
 		default:
 			return m.execFailed(ctx, actx, e, start, errors.New("agent sent an empty Exec event"), send)
 		}
@@ -192,6 +197,7 @@ func sanitize(r *sandboxv1.ExecResult) *sandboxv1.ExecResult {
 		ExitCode: r.GetExitCode(), Status: status, Duration: r.GetDuration(),
 		Value: clip(r.GetValue()), ErrorName: clip(r.GetErrorName()),
 		StateLost: r.GetStateLost(), Message: clip(r.GetMessage()),
+		Trace: sanitizeTrace(r.GetTrace()),
 	}
 }
 

@@ -1,7 +1,11 @@
 package manager
 
 import (
+	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
@@ -48,5 +52,29 @@ func TestCheckEnvRejectsBadNames(t *testing.T) {
 	}
 	if err := checkEnv(map[string]string{"A_1": "x", "_b": ""}); err != nil {
 		t.Errorf("valid env rejected: %v", err)
+	}
+}
+
+// TestSanitizeTraceBoundsAgentStages guarantees that a hostile agent's
+// trace cannot grow the daemon's answer or carry nonsense: at most
+// maxTraceStages stages, names clipped, negative or invalid durations
+// zeroed.
+func TestSanitizeTraceBoundsAgentStages(t *testing.T) {
+	var in []*sandboxv1.ExecStage
+	for range maxTraceStages + 10 {
+		in = append(in, &sandboxv1.ExecStage{Name: strings.Repeat("x", 1000), Duration: durationpb.New(-time.Second)})
+	}
+	in[0].Duration = &durationpb.Duration{Seconds: 1, Nanos: -5} // invalid
+	out := sanitizeTrace(in)
+	if len(out) != maxTraceStages {
+		t.Fatalf("%d stages, want %d", len(out), maxTraceStages)
+	}
+	for _, st := range out {
+		if len(st.Name) != maxTraceStageName || st.Duration.AsDuration() != 0 {
+			t.Fatalf("stage %d bytes, %v", len(st.Name), st.Duration.AsDuration())
+		}
+	}
+	if sanitizeTrace(nil) != nil {
+		t.Fatal("no stages must stay none")
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,4 +90,50 @@ func reportPercentiles(b *testing.B, samples []time.Duration) {
 		i = max(0, min(i, len(samples)-1))
 		b.ReportMetric(float64(samples[i].Microseconds())/1000, p.name)
 	}
+}
+
+// BenchmarkExecStages measures where a trivial Exec's time goes, stage by
+// stage (ExecRequest.trace): the mean of each stage over the runs, in
+// microseconds, one metric per stage, so a regression shows in the stage
+// that caused it.
+func BenchmarkExecStages(b *testing.B) {
+	d := startDaemon(b, daemonOpts{policy: copyPolicy(b, "pool.yaml")})
+	id := d.create(b)
+	for _, c := range []struct {
+		name string
+		lang sandboxv1.Language
+		code string
+	}{{"python", sandboxv1.Language_LANGUAGE_PYTHON, "pass"}, {"bash", sandboxv1.Language_LANGUAGE_BASH, "true"}} {
+		b.Run(c.name, func(b *testing.B) {
+			sums := map[string]time.Duration{}
+			var order []string
+			n := 0
+			for b.Loop() {
+				r, err := d.tryRun(context.Background(), id, &sandboxv1.ExecRequest{Language: c.lang, Code: c.code, Trace: true})
+				if err != nil || r.result.Status != sandboxv1.ExecStatus_EXEC_STATUS_OK || len(r.result.Trace) == 0 {
+					b.Fatalf("%v %v", err, r.result)
+				}
+				for _, st := range r.result.Trace {
+					if _, seen := sums[st.Name]; !seen {
+						order = append(order, st.Name)
+					}
+					sums[st.Name] += st.Duration.AsDuration()
+				}
+				n++
+			}
+			for _, name := range order {
+				b.ReportMetric(float64(sums[name].Microseconds())/float64(n), "us/"+metricName(name))
+			}
+		})
+	}
+}
+
+// metricName turns a stage name into a benchmark metric unit: no spaces.
+func metricName(stage string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' {
+			return '_'
+		}
+		return r
+	}, stage)
 }

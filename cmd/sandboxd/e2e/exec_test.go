@@ -136,3 +136,50 @@ func TestExecStreamsOutputLive(t *testing.T) {
 		t.Fatalf("first line arrived after %v: output is not streamed", took)
 	}
 }
+
+// TestExecTrace guarantees ExecRequest.trace: the result lists the Exec's
+// stages from the daemon through the agent to the interpreter (Python) or
+// bash, each with a non-negative duration, adding up to no more than what
+// the client waited; an Exec without trace carries none.
+func TestExecTrace(t *testing.T) {
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pool.yaml")})
+	id := d.create(t)
+	for _, c := range []struct {
+		lang sandboxv1.Language
+		code string
+		want []string
+	}{
+		{sandboxv1.Language_LANGUAGE_PYTHON, "sum(range(1000))", []string{"daemon: check the request", "daemon <-> agent", "agent: hand the cell", "interpreter: run the code", "agent: assemble the result", "daemon: read the cgroup counters"}},
+		{sandboxv1.Language_LANGUAGE_BASH, "echo hi", []string{"daemon: check the request", "agent: start bash", "bash: run the script", "daemon: read the cgroup counters"}},
+	} {
+		start := time.Now()
+		r, err := d.tryRun(ctx(t), id, &sandboxv1.ExecRequest{Language: c.lang, Code: c.code, Trace: true})
+		took := time.Since(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOK(t, r)
+		var names []string
+		var sum time.Duration
+		for _, st := range r.result.Trace {
+			if d := st.Duration.AsDuration(); d < 0 {
+				t.Errorf("stage %q has a negative duration %v", st.Name, d)
+			}
+			names = append(names, st.Name)
+			sum += st.Duration.AsDuration()
+		}
+		joined := strings.Join(names, " | ")
+		for _, w := range c.want {
+			if !strings.Contains(joined, w) {
+				t.Errorf("%v trace lacks a stage %q: %s", c.lang, w, joined)
+			}
+		}
+		if sum <= 0 || sum > took {
+			t.Errorf("%v stages add up to %v, the client waited %v", c.lang, sum, took)
+		}
+	}
+	r := py(t, d, id, "1")
+	if len(r.result.Trace) != 0 {
+		t.Errorf("an Exec without trace got %d stages", len(r.result.Trace))
+	}
+}

@@ -1032,7 +1032,10 @@ type ExecRequest struct {
 	// current directory for Python. Relative paths are under /workspace.
 	Workdir string `protobuf:"bytes,6,opt,name=workdir,proto3" json:"workdir,omitempty"`
 	// Bytes given to the code on its standard input (at most 1 MiB).
-	Stdin         []byte `protobuf:"bytes,7,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	Stdin []byte `protobuf:"bytes,7,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	// Report how long each stage of this Exec took, in ExecResult.trace
+	// (sandboxctl exec --trace). Costs a few clock reads.
+	Trace         bool `protobuf:"varint,8,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1116,6 +1119,68 @@ func (x *ExecRequest) GetStdin() []byte {
 	return nil
 }
 
+func (x *ExecRequest) GetTrace() bool {
+	if x != nil {
+		return x.Trace
+	}
+	return false
+}
+
+// ExecStage is one stage of an Exec and how long it took (ExecResult.trace).
+type ExecStage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the stage runs and what it does, e.g. "agent: hand the cell to
+	// the interpreter".
+	Name          string               `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Duration      *durationpb.Duration `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStage) Reset() {
+	*x = ExecStage{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStage) ProtoMessage() {}
+
+func (x *ExecStage) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStage.ProtoReflect.Descriptor instead.
+func (*ExecStage) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExecStage) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExecStage) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
 // ExecResult is the last event of every Exec stream.
 type ExecResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1140,13 +1205,18 @@ type ExecResult struct {
 	// the number limits.memory is compared with. 0 when not measurable (cgroup
 	// v2 kernels before 6.12 cannot reset memory.peak per Exec).
 	PeakMemoryBytes int64 `protobuf:"varint,9,opt,name=peak_memory_bytes,json=peakMemoryBytes,proto3" json:"peak_memory_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// With ExecRequest.trace: the stages of the Exec in order, from the
+	// daemon receiving the request to it sending this result. Stages that
+	// cross between the daemon and the sandbox are the time the daemon saw
+	// minus the time the agent accounted for.
+	Trace         []*ExecStage `protobuf:"bytes,10,rep,name=trace,proto3" json:"trace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExecResult) Reset() {
 	*x = ExecResult{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1228,7 @@ func (x *ExecResult) String() string {
 func (*ExecResult) ProtoMessage() {}
 
 func (x *ExecResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1241,7 @@ func (x *ExecResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResult.ProtoReflect.Descriptor instead.
 func (*ExecResult) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{10}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecResult) GetExitCode() int32 {
@@ -1237,6 +1307,13 @@ func (x *ExecResult) GetPeakMemoryBytes() int64 {
 	return 0
 }
 
+func (x *ExecResult) GetTrace() []*ExecStage {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // ExecEvent is one message of an Exec stream.
 type ExecEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1252,7 +1329,7 @@ type ExecEvent struct {
 
 func (x *ExecEvent) Reset() {
 	*x = ExecEvent{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1341,7 @@ func (x *ExecEvent) String() string {
 func (*ExecEvent) ProtoMessage() {}
 
 func (x *ExecEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1354,7 @@ func (x *ExecEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecEvent.ProtoReflect.Descriptor instead.
 func (*ExecEvent) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{11}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecEvent) GetEvent() isExecEvent_Event {
@@ -1353,7 +1430,7 @@ type FileHeader struct {
 
 func (x *FileHeader) Reset() {
 	*x = FileHeader{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1442,7 @@ func (x *FileHeader) String() string {
 func (*FileHeader) ProtoMessage() {}
 
 func (x *FileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1455,7 @@ func (x *FileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileHeader.ProtoReflect.Descriptor instead.
 func (*FileHeader) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{12}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FileHeader) GetSandboxId() string {
@@ -1422,7 +1499,7 @@ type UploadRequest struct {
 
 func (x *UploadRequest) Reset() {
 	*x = UploadRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1511,7 @@ func (x *UploadRequest) String() string {
 func (*UploadRequest) ProtoMessage() {}
 
 func (x *UploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1524,7 @@ func (x *UploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
 func (*UploadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{13}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UploadRequest) GetMsg() isUploadRequest_Msg {
@@ -1504,7 +1581,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1593,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1606,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{14}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UploadResponse) GetPath() string {
@@ -1557,7 +1634,7 @@ type DownloadRequest struct {
 
 func (x *DownloadRequest) Reset() {
 	*x = DownloadRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1646,7 @@ func (x *DownloadRequest) String() string {
 func (*DownloadRequest) ProtoMessage() {}
 
 func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1659,7 @@ func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{15}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DownloadRequest) GetSandboxId() string {
@@ -1612,7 +1689,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1701,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1714,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{16}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FileInfo) GetPath() string {
@@ -1674,7 +1751,7 @@ type DownloadResponse struct {
 
 func (x *DownloadResponse) Reset() {
 	*x = DownloadResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1763,7 @@ func (x *DownloadResponse) String() string {
 func (*DownloadResponse) ProtoMessage() {}
 
 func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1776,7 @@ func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadResponse.ProtoReflect.Descriptor instead.
 func (*DownloadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{17}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DownloadResponse) GetMsg() isDownloadResponse_Msg {
@@ -1753,7 +1830,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1842,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1855,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{18}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{19}
 }
 
 type ListPoolsResponse struct {
@@ -1790,7 +1867,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1879,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1892,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{19}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -1855,7 +1932,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +1944,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +1957,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{20}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Pool) GetTemplate() string {
@@ -1977,7 +2054,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2066,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2079,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{21}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Snapshot) GetState() SnapshotState {
@@ -2107,7 +2184,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x15DestroySandboxRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"\x18\n" +
-	"\x16DestroySandboxResponse\"\xc3\x02\n" +
+	"\x16DestroySandboxResponse\"\xd9\x02\n" +
 	"\vExecRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x120\n" +
@@ -2116,10 +2193,14 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x122\n" +
 	"\x03env\x18\x05 \x03(\v2 .sandbox.v1.ExecRequest.EnvEntryR\x03env\x12\x18\n" +
 	"\aworkdir\x18\x06 \x01(\tR\aworkdir\x12\x14\n" +
-	"\x05stdin\x18\a \x01(\fR\x05stdin\x1a6\n" +
+	"\x05stdin\x18\a \x01(\fR\x05stdin\x12\x14\n" +
+	"\x05trace\x18\b \x01(\bR\x05trace\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe0\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
+	"\tExecStage\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
+	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x8d\x03\n" +
 	"\n" +
 	"ExecResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12.\n" +
@@ -2132,7 +2213,9 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"state_lost\x18\x06 \x01(\bR\tstateLost\x12\x18\n" +
 	"\amessage\x18\a \x01(\tR\amessage\x124\n" +
 	"\bcpu_time\x18\b \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12*\n" +
-	"\x11peak_memory_bytes\x18\t \x01(\x03R\x0fpeakMemoryBytes\"z\n" +
+	"\x11peak_memory_bytes\x18\t \x01(\x03R\x0fpeakMemoryBytes\x12+\n" +
+	"\x05trace\x18\n" +
+	" \x03(\v2\x15.sandbox.v1.ExecStageR\x05trace\"z\n" +
 	"\tExecEvent\x12\x18\n" +
 	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
 	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x120\n" +
@@ -2242,7 +2325,7 @@ func file_sandbox_v1_sandbox_proto_rawDescGZIP() []byte {
 }
 
 var file_sandbox_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_sandbox_v1_sandbox_proto_goTypes = []any{
 	(SandboxState)(0),              // 0: sandbox.v1.SandboxState
 	(StartKind)(0),                 // 1: sandbox.v1.StartKind
@@ -2259,76 +2342,79 @@ var file_sandbox_v1_sandbox_proto_goTypes = []any{
 	(*DestroySandboxRequest)(nil),  // 12: sandbox.v1.DestroySandboxRequest
 	(*DestroySandboxResponse)(nil), // 13: sandbox.v1.DestroySandboxResponse
 	(*ExecRequest)(nil),            // 14: sandbox.v1.ExecRequest
-	(*ExecResult)(nil),             // 15: sandbox.v1.ExecResult
-	(*ExecEvent)(nil),              // 16: sandbox.v1.ExecEvent
-	(*FileHeader)(nil),             // 17: sandbox.v1.FileHeader
-	(*UploadRequest)(nil),          // 18: sandbox.v1.UploadRequest
-	(*UploadResponse)(nil),         // 19: sandbox.v1.UploadResponse
-	(*DownloadRequest)(nil),        // 20: sandbox.v1.DownloadRequest
-	(*FileInfo)(nil),               // 21: sandbox.v1.FileInfo
-	(*DownloadResponse)(nil),       // 22: sandbox.v1.DownloadResponse
-	(*ListPoolsRequest)(nil),       // 23: sandbox.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),      // 24: sandbox.v1.ListPoolsResponse
-	(*Pool)(nil),                   // 25: sandbox.v1.Pool
-	(*Snapshot)(nil),               // 26: sandbox.v1.Snapshot
-	nil,                            // 27: sandbox.v1.Sandbox.LabelsEntry
-	nil,                            // 28: sandbox.v1.CreateSandboxRequest.LabelsEntry
-	nil,                            // 29: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	nil,                            // 30: sandbox.v1.ExecRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil),  // 31: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 32: google.protobuf.Duration
+	(*ExecStage)(nil),              // 15: sandbox.v1.ExecStage
+	(*ExecResult)(nil),             // 16: sandbox.v1.ExecResult
+	(*ExecEvent)(nil),              // 17: sandbox.v1.ExecEvent
+	(*FileHeader)(nil),             // 18: sandbox.v1.FileHeader
+	(*UploadRequest)(nil),          // 19: sandbox.v1.UploadRequest
+	(*UploadResponse)(nil),         // 20: sandbox.v1.UploadResponse
+	(*DownloadRequest)(nil),        // 21: sandbox.v1.DownloadRequest
+	(*FileInfo)(nil),               // 22: sandbox.v1.FileInfo
+	(*DownloadResponse)(nil),       // 23: sandbox.v1.DownloadResponse
+	(*ListPoolsRequest)(nil),       // 24: sandbox.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),      // 25: sandbox.v1.ListPoolsResponse
+	(*Pool)(nil),                   // 26: sandbox.v1.Pool
+	(*Snapshot)(nil),               // 27: sandbox.v1.Snapshot
+	nil,                            // 28: sandbox.v1.Sandbox.LabelsEntry
+	nil,                            // 29: sandbox.v1.CreateSandboxRequest.LabelsEntry
+	nil,                            // 30: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	nil,                            // 31: sandbox.v1.ExecRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
 }
 var file_sandbox_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: sandbox.v1.Sandbox.state:type_name -> sandbox.v1.SandboxState
-	31, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	31, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
-	27, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
+	32, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	32, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
 	6,  // 4: sandbox.v1.Sandbox.limits:type_name -> sandbox.v1.Limits
 	7,  // 5: sandbox.v1.Sandbox.usage:type_name -> sandbox.v1.ResourceUsage
 	1,  // 6: sandbox.v1.Sandbox.start:type_name -> sandbox.v1.StartKind
-	32, // 7: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
-	32, // 8: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
-	32, // 9: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
-	32, // 10: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
-	32, // 11: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
-	28, // 12: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
+	33, // 7: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
+	33, // 8: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
+	33, // 9: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
+	33, // 10: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
+	33, // 11: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
+	29, // 12: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
 	6,  // 13: sandbox.v1.CreateSandboxRequest.limits:type_name -> sandbox.v1.Limits
-	29, // 14: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	30, // 14: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
 	5,  // 15: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
 	2,  // 16: sandbox.v1.ExecRequest.language:type_name -> sandbox.v1.Language
-	32, // 17: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	30, // 18: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
-	3,  // 19: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
-	32, // 20: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
-	32, // 21: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
-	15, // 22: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
-	17, // 23: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
-	21, // 24: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
-	25, // 25: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
-	26, // 26: sandbox.v1.Pool.snapshot:type_name -> sandbox.v1.Snapshot
-	4,  // 27: sandbox.v1.Snapshot.state:type_name -> sandbox.v1.SnapshotState
-	31, // 28: sandbox.v1.Snapshot.built_at:type_name -> google.protobuf.Timestamp
-	8,  // 29: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
-	9,  // 30: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
-	10, // 31: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
-	12, // 32: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
-	14, // 33: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
-	18, // 34: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
-	20, // 35: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
-	23, // 36: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
-	5,  // 37: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
-	5,  // 38: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
-	11, // 39: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
-	13, // 40: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
-	16, // 41: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
-	19, // 42: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
-	22, // 43: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
-	24, // 44: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
-	37, // [37:45] is the sub-list for method output_type
-	29, // [29:37] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	33, // 17: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	31, // 18: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
+	33, // 19: sandbox.v1.ExecStage.duration:type_name -> google.protobuf.Duration
+	3,  // 20: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
+	33, // 21: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
+	33, // 22: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
+	15, // 23: sandbox.v1.ExecResult.trace:type_name -> sandbox.v1.ExecStage
+	16, // 24: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
+	18, // 25: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
+	22, // 26: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
+	26, // 27: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
+	27, // 28: sandbox.v1.Pool.snapshot:type_name -> sandbox.v1.Snapshot
+	4,  // 29: sandbox.v1.Snapshot.state:type_name -> sandbox.v1.SnapshotState
+	32, // 30: sandbox.v1.Snapshot.built_at:type_name -> google.protobuf.Timestamp
+	8,  // 31: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
+	9,  // 32: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
+	10, // 33: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
+	12, // 34: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
+	14, // 35: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
+	19, // 36: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
+	21, // 37: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
+	24, // 38: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
+	5,  // 39: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
+	5,  // 40: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
+	11, // 41: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
+	13, // 42: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
+	17, // 43: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
+	20, // 44: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
+	23, // 45: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
+	25, // 46: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
+	39, // [39:47] is the sub-list for method output_type
+	31, // [31:39] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_sandbox_v1_sandbox_proto_init() }
@@ -2336,16 +2422,16 @@ func file_sandbox_v1_sandbox_proto_init() {
 	if File_sandbox_v1_sandbox_proto != nil {
 		return
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[11].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[12].OneofWrappers = []any{
 		(*ExecEvent_Stdout)(nil),
 		(*ExecEvent_Stderr)(nil),
 		(*ExecEvent_Result)(nil),
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[13].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[14].OneofWrappers = []any{
 		(*UploadRequest_Header)(nil),
 		(*UploadRequest_Chunk)(nil),
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[17].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[18].OneofWrappers = []any{
 		(*DownloadResponse_Info)(nil),
 		(*DownloadResponse_Chunk)(nil),
 	}
@@ -2355,7 +2441,7 @@ func file_sandbox_v1_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sandbox_v1_sandbox_proto_rawDesc), len(file_sandbox_v1_sandbox_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
