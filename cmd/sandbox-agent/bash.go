@@ -1,7 +1,8 @@
 package main
 
-// This file runs bash Execs: a new /bin/bash per Exec, in its own process
-// group, reading the script from an in-memory file on fd 3.
+// This file runs bash Execs: a new /bin/bash per Exec (the spare one started
+// ahead of time when it fits, see bashspare.go), in its own process group,
+// reading the script from an in-memory file on fd 3.
 
 import (
 	"context"
@@ -41,62 +42,32 @@ const drainGrace = 100 * time.Millisecond
 // output pipes are at EOF (a background child holding stdout keeps the Exec
 // open, as a shell's command substitution would wait), or at the deadline or
 // on cancellation, which kill bash's whole process group.
-func runBash(ctx context.Context, job *execJob, processes uint64, out *output) (*sandboxv1.ExecResult, error) {
-	var pipes pipeSet
-	defer pipes.closeAll() // also unblocks feed if bash never read its stdin
-	script, err := scriptFile(job.code, processes)
-	if err != nil {
-		return nil, err
-	}
-	defer script.Close()
-	stdoutR, stdoutW, err := pipes.pipe()
-	if err != nil {
-		return nil, err
-	}
-	stderrR, stderrW, err := pipes.pipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd := &exec.Cmd{
-		Path:        bashPath,
-		Args:        []string{"bash", fmt.Sprintf("/dev/fd/%d", scriptFD)},
-		Dir:         job.dir,
-		Env:         mergeEnv(job.codeEnv()),
-		Stdout:      stdoutW,
-		Stderr:      stderrW,
-		ExtraFiles:  []*os.File{script},
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-	}
-	childEnds := []*os.File{script, stdoutW, stderrW}
-	var stdinW *os.File
-	if len(job.stdin) > 0 {
-		var stdinR *os.File
-		if stdinR, stdinW, err = pipes.pipe(); err != nil {
+func runBash(ctx context.Context, job *execJob, processes uint64, spare *spareBash, out *output) (*sandboxv1.ExecResult, error) {
+	var cmd *exec.Cmd
+	var exited chan struct{}
+	if spare != nil && spare.fits(job) && spare.hand(job, processes) == nil {
+		cmd, exited = spare.cmd, spare.exited
+		defer spare.stdoutR.Close()
+		defer spare.stderrR.Close()
+		out.start(spare.stdoutR, spare.stderrR)
+		job.clock.mark("agent: hand the script to the spare bash (script, pipes ready)")
+	} else {
+		if spare != nil {
+			spare.discard() // it cannot run this one
+		}
+		var pipes pipeSet
+		defer pipes.closeAll() // also unblocks feed if bash never read its stdin
+		var err error
+		if cmd, err = startBash(job, processes, &pipes, out); err != nil {
 			return nil, err
 		}
-		cmd.Stdin = stdinR
-		childEnds = append(childEnds, stdinR)
+		exited = make(chan struct{})
+		go func() {
+			_ = cmd.Wait() // the exit status is in cmd.ProcessState
+			close(exited)
+		}()
+		job.clock.mark("agent: start bash (script, pipes, fork and exec)")
 	}
-	if err := cmd.Start(); err != nil {
-		if errors.Is(err, syscall.EAGAIN) {
-			return nil, status.Errorf(codes.ResourceExhausted, "cannot start bash: the sandbox's processes and threads are at its limit (limits.processes): end some first")
-		}
-		return nil, status.Errorf(codes.Internal, "starting bash: %v", err)
-	}
-	for _, f := range childEnds {
-		f.Close() // bash has its own copies now
-	}
-	if stdinW != nil {
-		go feed(stdinW, job.stdin)
-	}
-	out.start(stdoutR, stderrR)
-	job.clock.mark("agent: start bash (script, pipes, fork and exec)")
-
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the exit status is in cmd.ProcessState
-		close(exited)
-	}()
 	timeout, stopTimer := job.timer()
 	defer stopTimer()
 	waitExit, waitEOF := exited, out.done()
@@ -143,6 +114,59 @@ func runBash(ctx context.Context, job *execJob, processes uint64, out *output) (
 	default:
 		return &sandboxv1.ExecResult{Status: sandboxv1.ExecStatus_EXEC_STATUS_OK}, nil
 	}
+}
+
+// startBash starts a bash of the job's own that reads the script from an
+// in-memory file on fd 3, and starts reading its output. The pipes it
+// makes are in pipes.
+func startBash(job *execJob, processes uint64, pipes *pipeSet, out *output) (*exec.Cmd, error) {
+	script, err := scriptFile(job.code, processes)
+	if err != nil {
+		return nil, err
+	}
+	defer script.Close()
+	stdoutR, stdoutW, err := pipes.pipe()
+	if err != nil {
+		return nil, err
+	}
+	stderrR, stderrW, err := pipes.pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd := &exec.Cmd{
+		Path:        bashPath,
+		Args:        []string{"bash", fmt.Sprintf("/dev/fd/%d", scriptFD)},
+		Dir:         job.dir,
+		Env:         mergeEnv(job.codeEnv()),
+		Stdout:      stdoutW,
+		Stderr:      stderrW,
+		ExtraFiles:  []*os.File{script},
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	childEnds := []*os.File{script, stdoutW, stderrW}
+	var stdinW *os.File
+	if len(job.stdin) > 0 {
+		var stdinR *os.File
+		if stdinR, stdinW, err = pipes.pipe(); err != nil {
+			return nil, err
+		}
+		cmd.Stdin = stdinR
+		childEnds = append(childEnds, stdinR)
+	}
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, syscall.EAGAIN) {
+			return nil, status.Errorf(codes.ResourceExhausted, "cannot start bash: the sandbox's processes and threads are at its limit (limits.processes): end some first")
+		}
+		return nil, status.Errorf(codes.Internal, "starting bash: %v", err)
+	}
+	for _, f := range childEnds {
+		f.Close() // bash has its own copies now
+	}
+	if stdinW != nil {
+		go feed(stdinW, job.stdin)
+	}
+	out.start(stdoutR, stderrR)
+	return cmd, nil
 }
 
 // scriptFile returns an in-memory file holding the script. Bash reads a

@@ -86,6 +86,7 @@ func runServe() int {
 	}
 	srv.Stop()
 	agent.python.shutdown()
+	agent.spares.shutdown()
 	return 0
 }
 

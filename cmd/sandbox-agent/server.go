@@ -45,10 +45,12 @@ type server struct {
 	lis *stdioconn.Listener
 	// busy counts the RPCs in progress, so Quiesce refuses while work runs.
 	busy *busyCounter
+	// spares keeps a bash started ahead of time for the next bash Exec.
+	spares *spares
 }
 
 func newServer(workspace string, lis *stdioconn.Listener, log *slog.Logger) *server {
-	return &server{workspace: workspace, python: newPython(log), memory: newMemGuard(), lis: lis, busy: &busyCounter{}}
+	return &server{workspace: workspace, python: newPython(log), memory: newMemGuard(), lis: lis, busy: &busyCounter{}, spares: &spares{log: log, dir: workspace}}
 }
 
 // execJob is a validated Exec request.
@@ -98,6 +100,7 @@ func (s *server) Ping(ctx context.Context, req *agentv1.PingRequest) (*agentv1.P
 			return nil, err
 		}
 	}
+	s.spares.refill()
 	return &agentv1.PingResponse{Pid: int32(os.Getpid())}, nil
 }
 
@@ -113,7 +116,7 @@ func (s *server) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreamingSer
 	var res *sandboxv1.ExecResult
 	switch req.GetLanguage() {
 	case sandboxv1.Language_LANGUAGE_BASH:
-		res, err = runBash(stream.Context(), job, s.processes.Load(), out)
+		res, err = runBash(stream.Context(), job, s.processes.Load(), s.spares.take(), out)
 	default:
 		res, err = s.python.exec(stream.Context(), job, out)
 	}

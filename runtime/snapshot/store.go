@@ -296,6 +296,10 @@ func (s *Store) buildOne(img *image) (*manifest, fingerprint, error) {
 		return nil, nil, err
 	}
 	took := time.Since(start)
+	// runsc may leave the directory with another mode: root only.
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return nil, nil, err
+	}
 	man, err := writeManifest(tmp, img.key, took)
 	if err != nil {
 		return nil, nil, fmt.Errorf("writing image manifest: %w", err)

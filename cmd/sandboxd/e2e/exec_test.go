@@ -150,7 +150,7 @@ func TestExecTrace(t *testing.T) {
 		want []string
 	}{
 		{sandboxv1.Language_LANGUAGE_PYTHON, "sum(range(1000))", []string{"daemon: check the request", "daemon <-> agent", "agent: hand the cell", "interpreter: run the code", "agent: assemble the result", "daemon: read the cgroup counters"}},
-		{sandboxv1.Language_LANGUAGE_BASH, "echo hi", []string{"daemon: check the request", "agent: start bash", "bash: run the script", "daemon: read the cgroup counters"}},
+		{sandboxv1.Language_LANGUAGE_BASH, "echo hi", []string{"daemon: check the request", "bash (script, pipes", "bash: run the script", "daemon: read the cgroup counters"}},
 	} {
 		start := time.Now()
 		r, err := d.tryRun(ctx(t), id, &sandboxv1.ExecRequest{Language: c.lang, Code: c.code, Trace: true})

@@ -83,8 +83,13 @@ type proc struct {
 
 func (p proc) String() string { return fmt.Sprintf("%d(ppid %d %s %s)", p.pid, p.ppid, p.stat, p.args) }
 
+// spareBootstrap is the command line of the agent's spare bash
+// (cmd/sandbox-agent/bashspare.go).
+const spareBootstrap = "read -r -n 1 -u 4 _ || exit 0; . /dev/fd/3"
+
 // codeProcs lists what sandboxed code left running: every process but the
-// agent (init and server), its Python kernel and the shell that lists them.
+// agent (init and server), its Python kernel, its spare bash and the shell
+// that lists them.
 // Zombies are returned apart: they run nothing but hold a process slot
 // until their parent reaps them.
 func codeProcs(t *testing.T, d *daemon, id string) (live, zombies []proc) {
@@ -112,10 +117,15 @@ func codeProcs(t *testing.T, d *daemon, id string) (live, zombies []proc) {
 		}
 		all = append(all, p)
 	}
+	spare := false
 	for _, p := range all {
 		switch {
 		case p.pid == self || p.ppid == self: // the listing shell and ps
 		case p.comm == "python3" && agents[p.ppid] && p.ppid != 1: // the kernel, a child of the agent server
+		case !spare && p.comm == "bash" && agents[p.ppid] && p.ppid != 1 && strings.Contains(p.args, spareBootstrap):
+			// The agent's spare bash, waiting for the next bash Exec: one at
+			// most; a second would be a bash Exec that survived.
+			spare = true
 		case strings.HasPrefix(p.stat, "Z"):
 			zombies = append(zombies, p)
 		default:
