@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,24 +49,35 @@ type spareBash struct {
 	exited           chan struct{} // closed once the spare is reaped
 }
 
+// spareDelay is how long the agent waits, once no request runs, before it
+// starts the next spare: starting bash takes ~10 ms of CPU in gVisor, and
+// on a small host that would slow the Exec that follows a bash Exec at
+// once (measured: Python Exec p50 +1 ms when bash and Python alternate).
+// A tool loop's pauses between calls are far longer.
+const spareDelay = 50 * time.Millisecond
+
 // spares keeps at most one spare bash.
 type spares struct {
-	log  *slog.Logger
-	dir  string // the spares' working directory: the workspace
-	mu   sync.Mutex
-	cur  *spareBash // nil while none is ready
-	busy bool       // a spare is being started
-	down bool       // shutdown was called
+	log *slog.Logger
+	dir string // the spares' working directory: the workspace
+	// idle reports whether no request is in progress: spares start then.
+	idle func() bool
+
+	mu        sync.Mutex
+	cur       *spareBash // nil while none is ready
+	busy      bool       // a spare is being started
+	scheduled bool       // a later start is scheduled
+	down      bool       // shutdown was called
 }
 
-// take returns the ready spare, if any and still alive, and starts the
-// next one in the background.
+// take returns the ready spare, if any and still alive, and schedules the
+// next one for when the agent is idle.
 func (s *spares) take() *spareBash {
 	s.mu.Lock()
 	sp := s.cur
 	s.cur = nil
 	s.mu.Unlock()
-	s.refill()
+	s.refillWhenIdle()
 	if sp == nil {
 		return nil
 	}
@@ -76,6 +88,29 @@ func (s *spares) take() *spareBash {
 	default:
 		return sp
 	}
+}
+
+// refillWhenIdle starts the next spare spareDelay after the agent has no
+// request in progress.
+func (s *spares) refillWhenIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.scheduled || s.down {
+		return
+	}
+	s.scheduled = true
+	var check func()
+	check = func() {
+		if !s.idle() {
+			time.AfterFunc(spareDelay, check)
+			return
+		}
+		s.mu.Lock()
+		s.scheduled = false
+		s.mu.Unlock()
+		s.refill()
+	}
+	time.AfterFunc(spareDelay, check)
 }
 
 // refill starts a spare in the background unless one is ready or coming.

@@ -50,7 +50,9 @@ type server struct {
 }
 
 func newServer(workspace string, lis *stdioconn.Listener, log *slog.Logger) *server {
-	return &server{workspace: workspace, python: newPython(log), memory: newMemGuard(), lis: lis, busy: &busyCounter{}, spares: &spares{log: log, dir: workspace}}
+	busy := &busyCounter{}
+	return &server{workspace: workspace, python: newPython(log), memory: newMemGuard(), lis: lis, busy: busy,
+		spares: &spares{log: log, dir: workspace, idle: func() bool { return busy.n.Load() == 0 }}}
 }
 
 // execJob is a validated Exec request.

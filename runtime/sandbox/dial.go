@@ -22,6 +22,11 @@ const (
 	// connection: large enough for full-speed file transfers over the pipe,
 	// small enough that a slow client holds little daemon memory.
 	agentWindow = 1 << 20
+	// agentIOBuffer is gRPC's read and write buffer on the agent
+	// connection: a 256 KiB file chunk moves in one or two syscalls instead
+	// of eight with the default 32 KiB, and in gVisor each is a host
+	// context switch. Two per sandbox, so 16 sandboxes hold 8 MiB.
+	agentIOBuffer = 256 << 10
 )
 
 // dialAgent runs a gRPC client over the pipe pair. onExit runs once when the
@@ -43,6 +48,8 @@ func dialAgent(r, w *os.File, onExit func()) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithInitialWindowSize(agentWindow),
 		grpc.WithInitialConnWindowSize(agentWindow),
+		grpc.WithReadBufferSize(agentIOBuffer),
+		grpc.WithWriteBufferSize(agentIOBuffer),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxAgentMessage), grpc.MaxCallSendMsgSize(MaxAgentMessage)),
 	)
 	if err != nil {
