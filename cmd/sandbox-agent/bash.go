@@ -125,11 +125,7 @@ func startBash(job *execJob, processes uint64, pipes *pipeSet, out *output) (*ex
 		return nil, err
 	}
 	defer script.Close()
-	stdoutR, stdoutW, err := pipes.pipe()
-	if err != nil {
-		return nil, err
-	}
-	stderrR, stderrW, err := pipes.pipe()
+	stdoutR, stdoutW, stderrR, stderrW, err := pipes.outputPipes()
 	if err != nil {
 		return nil, err
 	}

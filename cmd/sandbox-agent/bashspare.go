@@ -169,11 +169,7 @@ func startSpare(dir string) (_ *spareBash, err error) {
 	if err != nil {
 		return nil, err
 	}
-	stdoutR, stdoutW, err := pipes.pipe()
-	if err != nil {
-		return nil, err
-	}
-	stderrR, stderrW, err := pipes.pipe()
+	stdoutR, stdoutW, stderrR, stderrW, err := pipes.outputPipes()
 	if err != nil {
 		return nil, err
 	}

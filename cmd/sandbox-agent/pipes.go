@@ -34,6 +34,18 @@ func (s *pipeSet) closeAll() {
 	}
 }
 
+// outputPipes returns a child's stdout and stderr pipes: the read ends for
+// the agent, the write ends for the child.
+func (s *pipeSet) outputPipes() (outR, outW, errR, errW *os.File, err error) {
+	if outR, outW, err = s.pipe(); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if errR, errW, err = s.pipe(); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return outR, outW, errR, errW, nil
+}
+
 // childPipe returns a pipe whose read end the agent reads through Go's
 // poller and whose write end is a plain blocking fd for a child (the
 // Python kernel), which the caller passes on and then closes with

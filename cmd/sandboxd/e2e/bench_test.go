@@ -50,16 +50,19 @@ func BenchmarkCreateToFirstExec(b *testing.B) {
 	}
 }
 
+// trivialExecs are the Execs whose cost is all overhead: one per language.
+var trivialExecs = []struct {
+	name string
+	lang sandboxv1.Language
+	code string
+}{{"python", sandboxv1.Language_LANGUAGE_PYTHON, "pass"}, {"bash", sandboxv1.Language_LANGUAGE_BASH, "true"}}
+
 // BenchmarkExecRoundTrip measures a trivial Python and bash Exec in a live
 // sandbox, client to client.
 func BenchmarkExecRoundTrip(b *testing.B) {
 	d := startDaemon(b, daemonOpts{policy: copyPolicy(b, "pool.yaml")})
 	id := d.create(b)
-	for _, c := range []struct {
-		name string
-		lang sandboxv1.Language
-		code string
-	}{{"python", sandboxv1.Language_LANGUAGE_PYTHON, "pass"}, {"bash", sandboxv1.Language_LANGUAGE_BASH, "true"}} {
+	for _, c := range trivialExecs {
 		b.Run(c.name, func(b *testing.B) {
 			var samples []time.Duration
 			for b.Loop() {
@@ -99,11 +102,7 @@ func reportPercentiles(b *testing.B, samples []time.Duration) {
 func BenchmarkExecStages(b *testing.B) {
 	d := startDaemon(b, daemonOpts{policy: copyPolicy(b, "pool.yaml")})
 	id := d.create(b)
-	for _, c := range []struct {
-		name string
-		lang sandboxv1.Language
-		code string
-	}{{"python", sandboxv1.Language_LANGUAGE_PYTHON, "pass"}, {"bash", sandboxv1.Language_LANGUAGE_BASH, "true"}} {
+	for _, c := range trivialExecs {
 		b.Run(c.name, func(b *testing.B) {
 			sums := map[string]time.Duration{}
 			var order []string
