@@ -87,7 +87,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 			m.metrics.AcquireFailed()
 			return Info{}, errHostFull(m.Policy())
 		}
-		if sb, err = m.start(bctx, tmpl, req.BypassSnapshot); err != nil {
+		if sb, err = m.start(bctx, tmpl, req.BypassSnapshot, false); err != nil {
 			m.slots.Release()
 			m.metrics.AcquireFailed()
 			return Info{}, m.bootFailed(ctx, tmpl, err)
@@ -136,11 +136,12 @@ func (m *Manager) bootFailed(ctx context.Context, tmpl *policy.Template, err err
 // start makes one sandbox of a template ready: restored from the
 // template's snapshot when it is ready and fits t (bypassSnapshot unset),
 // else booted in full. A failed restore is logged, counted as a failure of
-// the template's pool and of its snapshot, and falls back to a boot.
-func (m *Manager) start(ctx context.Context, t *policy.Template, bypassSnapshot bool) (*sandbox.Sandbox, error) {
+// the template's pool and of its snapshot, and falls back to a boot. idle
+// says that the sandbox will wait in a pool (see sandbox.Config.Prefault).
+func (m *Manager) start(ctx context.Context, t *policy.Template, bypassSnapshot, idle bool) (*sandbox.Sandbox, error) {
 	if !bypassSnapshot {
 		if image, ok := m.snapshotImage(t); ok {
-			sb, err := m.restore(ctx, t, image)
+			sb, err := m.restore(ctx, t, image, idle)
 			if err == nil {
 				m.snapshots.RestoreSucceeded(t.Name)
 				return sb, nil
@@ -202,10 +203,14 @@ func (m *Manager) boot(ctx context.Context, t *policy.Template) (*sandbox.Sandbo
 	return sb, nil
 }
 
-// restore makes one sandbox of a template from its snapshot image.
-func (m *Manager) restore(ctx context.Context, t *policy.Template, image string) (*sandbox.Sandbox, error) {
+// restore makes one sandbox of a template from its snapshot image;
+// prefault for one that will wait in a pool.
+func (m *Manager) restore(ctx context.Context, t *policy.Template, image string, prefault bool) (*sandbox.Sandbox, error) {
 	start := now()
-	sb, err := m.launch(ctx, t, func(cfg sandbox.Config) (*sandbox.Sandbox, error) { return sandbox.Restore(ctx, cfg, image) })
+	sb, err := m.launch(ctx, t, func(cfg sandbox.Config) (*sandbox.Sandbox, error) {
+		cfg.Prefault = prefault
+		return sandbox.Restore(ctx, cfg, image)
+	})
 	if err != nil {
 		m.metrics.RestoreFailed(t.Name)
 		return nil, err

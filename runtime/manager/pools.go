@@ -66,8 +66,8 @@ func (m *Manager) applyPools(p *policy.Policy) {
 // from the template's snapshot when ready, unless bypassSnapshot, else
 // booted.
 func (m *Manager) booter(t *policy.Template, bypassSnapshot bool) pool.Booter {
-	return func(ctx context.Context) (pool.Sandbox, error) {
-		sb, err := m.start(ctx, t, bypassSnapshot)
+	return func(ctx context.Context, idle bool) (pool.Sandbox, error) {
+		sb, err := m.start(ctx, t, bypassSnapshot, idle)
 		if err != nil {
 			return nil, err
 		}

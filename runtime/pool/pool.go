@@ -22,8 +22,10 @@ type Sandbox interface {
 	Destroy(ctx context.Context) error
 }
 
-// Booter boots one warm sandbox of the pool's template.
-type Booter func(ctx context.Context) (Sandbox, error)
+// Booter boots one warm sandbox of the pool's template. idle is true for a
+// refill, whose sandbox waits in the pool: the booter may then spend time
+// that makes the sandbox's first use faster; false when a client waits.
+type Booter func(ctx context.Context, idle bool) (Sandbox, error)
 
 // Slots is the host-wide sandbox limit the pool's boots count against.
 type Slots interface {
@@ -164,7 +166,7 @@ func (p *Pool) acquire(ctx context.Context, bypass bool, boot Booter) (Sandbox, 
 	p.misses++
 	p.mu.Unlock()
 
-	sb, err := boot(ctx)
+	sb, err := boot(ctx, false)
 	p.mu.Lock()
 	p.coldBooting--
 	if err != nil {

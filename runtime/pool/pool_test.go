@@ -42,7 +42,7 @@ type fakeBooter struct {
 	made  []*fakeSandbox
 }
 
-func (b *fakeBooter) boot(context.Context) (Sandbox, error) {
+func (b *fakeBooter) boot(context.Context, bool) (Sandbox, error) {
 	time.Sleep(b.delay)
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -50,7 +50,7 @@ func (p *Pool) refillOne(ctx context.Context) {
 	bctx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
 	start := time.Now()
-	sb, err := p.boot(bctx)
+	sb, err := p.boot(bctx, true)
 	p.mu.Lock()
 	p.refilling--
 	p.broadcast()

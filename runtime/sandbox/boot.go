@@ -70,7 +70,7 @@ func Restore(ctx context.Context, cfg Config, image string) (*Sandbox, error) {
 			return err
 		}
 		t2 := time.Now()
-		if err := s.warmup(ctx, restoreProbe(cfg.WarmImports)); err != nil {
+		if err := s.warmup(ctx, restoreProbe(cfg.WarmImports, cfg.Prefault)); err != nil {
 			return err
 		}
 		s.log.Debug("sandbox restored", "restore", t1.Sub(t0), "agent_ready", t2.Sub(t1), "reseed", time.Since(t2))

@@ -34,11 +34,18 @@ func WarmupCode(modules []string) string {
 // state and tempfile's name sequence (os.urandom, uuid4, secrets and
 // numpy's default_rng() read fresh host entropy on each call already).
 // Then it fails unless the warm imports are loaded: a boot's readiness
-// probe, for a restore. It leaves no name in the cells' namespace.
-func restoreProbe(modules []string) string {
+// probe, for a restore. It prints a line, so the output path (the cell's
+// stdout, the agent's readers, the stream) is mapped in before a client's
+// first Exec, and with prefault it walks the heap (see Config.Prefault).
+// It leaves no name in the cells' namespace.
+func restoreProbe(modules []string, prefault bool) string {
 	quoted := make([]string, len(modules))
 	for i, m := range modules {
 		quoted[i] = "'" + m + "'" // validated dotted identifiers: no quoting needed
+	}
+	walk := ""
+	if prefault {
+		walk = "    __import__('gc').collect()\n"
 	}
 	return `def __sandboxd_restored():
     import random, sys, tempfile
@@ -49,7 +56,8 @@ func restoreProbe(modules []string) string {
     missing = [m for m in [` + strings.Join(quoted, ", ") + `] if m not in sys.modules]
     if missing:
         raise ImportError('warm imports not loaded after restore: ' + ', '.join(missing))
-try:
+    print('ready')
+` + walk + `try:
     __sandboxd_restored()
 finally:
     del __sandboxd_restored
