@@ -161,7 +161,7 @@ func (m *Manager) start(ctx context.Context, t *policy.Template, bypassSnapshot,
 }
 
 // sandboxConfig returns the configuration of a new sandbox of t with the
-// given ID (cgroup not set) and the runsc it runs under.
+// given ID, the runsc flags it runs under included; the cgroup is not set.
 func (m *Manager) sandboxConfig(id string, t *policy.Template) sandbox.Config {
 	rootfs := t.Rootfs
 	if rootfs == policy.DefaultRootfs {

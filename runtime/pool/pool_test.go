@@ -40,13 +40,15 @@ type fakeBooter struct {
 	boots int
 	fail  bool
 	made  []*fakeSandbox
+	idle  []bool // the idle flag of each boot, in order
 }
 
-func (b *fakeBooter) boot(context.Context, bool) (Sandbox, error) {
+func (b *fakeBooter) boot(_ context.Context, idle bool) (Sandbox, error) {
 	time.Sleep(b.delay)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.boots++
+	b.idle = append(b.idle, idle)
 	if b.fail {
 		return nil, errors.New("boot failed")
 	}
@@ -118,6 +120,19 @@ func TestHitsThenMissThenRefill(t *testing.T) {
 	}
 	if slots.inUse() != 5 {
 		t.Fatalf("host slots used %d, want 5 (3 in use + 2 idle)", slots.inUse())
+	}
+	// Refills are told their sandbox waits idle (the booter may prefault
+	// it); the boot for the caller of the miss is not.
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	refills := 0
+	for _, idle := range b.idle {
+		if idle {
+			refills++
+		}
+	}
+	if len(b.idle) != 5 || refills != 4 {
+		t.Fatalf("idle flags of the boots %v, want 4 refills (true) and the miss (false)", b.idle)
 	}
 }
 

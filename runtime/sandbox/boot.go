@@ -36,7 +36,7 @@ func Boot(ctx context.Context, cfg Config) (*Sandbox, error) {
 			return err
 		}
 		t3 := time.Now()
-		if code := WarmupCode(cfg.WarmImports); code != "" {
+		if code := warmupCode(cfg.WarmImports); code != "" {
 			if err := s.warmup(ctx, code); err != nil {
 				return err
 			}

@@ -19,9 +19,9 @@ const warmupTimeout = time.Minute
 // maxWarmupOutput bounds what is kept of the warm-up's stderr for the error.
 const maxWarmupOutput = 2048
 
-// WarmupCode returns the Python cell that imports modules, or "" for none.
+// warmupCode returns the Python cell that imports modules, or "" for none.
 // Module names come from a validated policy (dotted identifiers).
-func WarmupCode(modules []string) string {
+func warmupCode(modules []string) string {
 	if len(modules) == 0 {
 		return ""
 	}
