@@ -27,7 +27,10 @@ type field struct {
 // decodePolicy decodes the document node of a policy file.
 func decodePolicy(doc *yaml.Node, p *problems) *Policy {
 	pol := &Policy{
-		Host:      Host{MaxSandboxes: DefaultMaxSandboxes, Socket: DefaultSocket},
+		Host: Host{
+			MaxSandboxes: DefaultMaxSandboxes, Socket: DefaultSocket,
+			MaxPausedBytes: DefaultMaxPausedBytes, ShutdownTimeout: DefaultShutdownTimeout,
+		},
 		Templates: map[string]*Template{},
 	}
 	d := &decoder{p: p}
@@ -62,6 +65,8 @@ func (d *decoder) host(n *yaml.Node, path string, h *Host) {
 		{"socket", func(v *yaml.Node, path string) { d.str(v, path, &h.Socket) }},
 		{"listen_tcp", func(v *yaml.Node, path string) { d.optStr(v, path, &h.ListenTCP) }},
 		{"metrics_listen", func(v *yaml.Node, path string) { d.optStr(v, path, &h.MetricsListen) }},
+		{"max_paused_bytes", func(v *yaml.Node, path string) { d.size(v, path, &h.MaxPausedBytes) }},
+		{"shutdown_timeout", func(v *yaml.Node, path string) { d.duration(v, path, &h.ShutdownTimeout) }},
 	})
 }
 
@@ -90,6 +95,7 @@ func (d *decoder) template(n *yaml.Node, path string, t *Template) {
 		}},
 		{"lifetime", func(v *yaml.Node, path string) { d.duration(v, path, &t.Lifetime) }},
 		{"idle_timeout", func(v *yaml.Node, path string) { d.duration(v, path, &t.IdleTimeout) }},
+		{"pause_after", func(v *yaml.Node, path string) { d.durationOrZero(v, path, &t.PauseAfter) }},
 		{"env", func(v *yaml.Node, path string) {
 			d.entries(v, path, "environment variables", func(key string, v *yaml.Node, sub string) {
 				var s string
@@ -334,6 +340,18 @@ func (d *decoder) size(n *yaml.Node, path string, out *int64) {
 		return
 	}
 	*out = int64(s)
+}
+
+// durationOrZero is duration, but 0 (written 0 or 0s) is allowed too: it
+// turns the setting off.
+func (d *decoder) durationOrZero(n *yaml.Node, path string, out *time.Duration) {
+	if v := resolve(n); v.Kind == yaml.ScalarNode {
+		if z, err := time.ParseDuration(v.Value); (err == nil && z == 0) || v.Value == "0" {
+			*out = 0
+			return
+		}
+	}
+	d.duration(n, path, out)
 }
 
 func (d *decoder) duration(n *yaml.Node, path string, out *time.Duration) {

@@ -142,7 +142,7 @@ func TestREADMEDocumentsEveryField(t *testing.T) {
 		t.Errorf("README.md does not mention: %v", missing)
 	}
 	// The defaults quoted in the README's field table must be the real ones.
-	for _, want := range []string{"`16`", "`1Gi`", "`512Mi`", "`256`", "`1024`", "`16Mi`", "`4Gi`", "`60s`", "`10m`", "`1h`", "`15m`"} {
+	for _, want := range []string{"`16`", "`1Gi`", "`512Mi`", "`256`", "`1024`", "`16Mi`", "`4Gi`", "`60s`", "`10m`", "`720h`", "`24h`", "`5m`", "`16Gi`"} {
 		if !bytes.Contains(readme, []byte(want)) {
 			t.Errorf("README.md does not quote the default %s", want)
 		}

@@ -80,13 +80,31 @@ const (
 	// crunch a big file when a client asks for it explicitly.
 	DefaultMaxExecTimeout = 10 * time.Minute
 
-	// DefaultLifetime is 1h: a working session, after which a leaked
-	// sandbox is reclaimed even if a client keeps it busy.
-	DefaultLifetime = time.Hour
+	// DefaultLifetime is 30 days, as long as the hosted code-execution
+	// tools keep a session resumable: an idle sandbox is paused to disk and
+	// holds no memory, so a conversation can come back to its state days
+	// later, and a leaked sandbox kept busy is still reclaimed in the end.
+	DefaultLifetime = 30 * 24 * time.Hour
 
-	// DefaultIdleTimeout is 15m: a user may pause to think, but a sandbox
-	// its client forgot is reclaimed well before its lifetime ends.
-	DefaultIdleTimeout = 15 * time.Minute
+	// DefaultIdleTimeout is 24h (or the lifetime, if that is shorter): a
+	// paused sandbox costs only disk, so a user may come back the next
+	// day, but one its client forgot does not stay for the whole lifetime.
+	DefaultIdleTimeout = 24 * time.Hour
+
+	// DefaultPauseAfter is 5m: long enough that a user reading output and
+	// typing the next cell never waits for a resume, short enough that an
+	// abandoned session gives its ~100 MiB back soon.
+	DefaultPauseAfter = 5 * time.Minute
+
+	// DefaultMaxPausedBytes is 16Gi of paused images: an idle default
+	// sandbox checkpoints to ~100 MiB, so well over a hundred paused
+	// sessions fit, while the state directory cannot fill the disk.
+	DefaultMaxPausedBytes int64 = 16 << 30
+
+	// DefaultShutdownTimeout is 60s: pausing a sandbox takes about a
+	// second and runs in parallel, so a full host pauses well within it,
+	// and a stuck checkpoint cannot hold up a restart for long.
+	DefaultShutdownTimeout = 60 * time.Second
 
 	// DefaultPoolIdle keeps 2 warm sandboxes ready: two requests arriving
 	// together both start at once while the pool refills.
@@ -120,6 +138,9 @@ const (
 	// limits.python_address_space accepted: a bare interpreter maps about
 	// 30 MiB, and the cap must leave room for real work.
 	MinPythonAddressSpace int64 = 64 << 20
+	// MinPausedBytes is the smallest host.max_paused_bytes accepted: any
+	// image is larger, so less could never keep a paused sandbox.
+	MinPausedBytes int64 = 1 << 20
 	// MinOpenFiles is the smallest limits.open_files accepted.
 	MinOpenFiles = 64
 	// MaxOpenFiles is the largest limits.open_files accepted.
@@ -153,6 +174,7 @@ func newTemplate(name string) *Template {
 		ExecTimeout: ExecTimeout{Default: DefaultExecTimeout, Max: DefaultMaxExecTimeout},
 		Lifetime:    DefaultLifetime,
 		IdleTimeout: DefaultIdleTimeout,
+		PauseAfter:  DefaultPauseAfter,
 		Env:         map[string]string{},
 		WarmImports: []string{},
 		Snapshot:    DefaultSnapshot,

@@ -22,7 +22,7 @@ func TestDefaultsApplied(t *testing.T) {
 	} {
 		p := mustParse(t, src)
 		want := &Policy{
-			Host:            Host{MaxSandboxes: 16, Socket: "/run/sandboxd/sandboxd.sock"},
+			Host:            Host{MaxSandboxes: 16, Socket: "/run/sandboxd/sandboxd.sock", MaxPausedBytes: 16 << 30, ShutdownTimeout: time.Minute},
 			DefaultTemplate: "python",
 			Templates: map[string]*Template{"python": {
 				Name:    "python",
@@ -34,8 +34,9 @@ func TestDefaultsApplied(t *testing.T) {
 					DownloadFile: 1 << 30, DownloadTotal: 16 << 30,
 				},
 				ExecTimeout: ExecTimeout{Default: 60 * time.Second, Max: 10 * time.Minute},
-				Lifetime:    time.Hour,
-				IdleTimeout: 15 * time.Minute,
+				Lifetime:    30 * 24 * time.Hour,
+				IdleTimeout: 24 * time.Hour,
+				PauseAfter:  5 * time.Minute,
 				Env:         map[string]string{},
 				WarmImports: []string{},
 				Snapshot:    true,
@@ -73,6 +74,8 @@ func TestExplicitValues(t *testing.T) {
   socket: /tmp/s.sock
   listen_tcp: 127.0.0.1:7070
   metrics_listen: "[::1]:9090"
+  max_paused_bytes: 2Gi
+  shutdown_timeout: 2m
 default_template: small
 templates:
   big:
@@ -96,6 +99,7 @@ templates:
       max: 1h
     lifetime: 8h
     idle_timeout: 1h
+    pause_after: 30s
     env:
       PYTHONUNBUFFERED: 1
       FLAG: true
@@ -120,7 +124,7 @@ pools:
   - {template: big, idle: 4, max_total: 32, max_booting: 2}
 `
 	p := mustParse(t, src)
-	if want := (Host{MaxSandboxes: 32, Socket: "/tmp/s.sock", ListenTCP: "127.0.0.1:7070", MetricsListen: "[::1]:9090"}); p.Host != want {
+	if want := (Host{MaxSandboxes: 32, Socket: "/tmp/s.sock", ListenTCP: "127.0.0.1:7070", MetricsListen: "[::1]:9090", MaxPausedBytes: 2 << 30, ShutdownTimeout: 2 * time.Minute}); p.Host != want {
 		t.Errorf("Host = %+v, want %+v", p.Host, want)
 	}
 	if p.DefaultTemplate != "small" {
@@ -135,7 +139,7 @@ pools:
 	if p.Templates["copy"].Limits != wantLimits {
 		t.Errorf("alias limits = %+v, want %+v", p.Templates["copy"].Limits, wantLimits)
 	}
-	if big.Rootfs != "/srv/rootfs" || big.Network != NetworkNone || big.ExecTimeout != (ExecTimeout{5 * time.Minute, time.Hour}) || big.Lifetime != 8*time.Hour || big.IdleTimeout != time.Hour {
+	if big.Rootfs != "/srv/rootfs" || big.Network != NetworkNone || big.ExecTimeout != (ExecTimeout{5 * time.Minute, time.Hour}) || big.Lifetime != 8*time.Hour || big.IdleTimeout != time.Hour || big.PauseAfter != 30*time.Second {
 		t.Errorf("big = %+v", big)
 	}
 	if want := map[string]string{"PYTHONUNBUFFERED": "1", "FLAG": "true", "EMPTY": "", "_under": "x"}; !reflect.DeepEqual(big.Env, want) {
@@ -166,6 +170,9 @@ func TestAcceptedEdgeValues(t *testing.T) {
 		"    limits: {cpu: 0.001, processes: 65536, open_files: 1048576}\n",
 		"    limits: {upload_file: 4Gi, upload_total: 4Gi}\n",
 		"    exec_timeout: {default: 10m, max: 10m}\n    lifetime: 15m\n",
+		"    pause_after: 0\n",
+		"    pause_after: 0s\n    idle_timeout: 1s\n",
+		"host: {max_paused_bytes: 1Mi}\n",
 		"    rootfs: /\n",
 	} {
 		mustParse(t, py+body)
@@ -239,5 +246,19 @@ func TestSnapshotField(t *testing.T) {
 	errs := parseErrors(t, "templates:\n  a:\n    snapshot: maybe\n")
 	if len(errs) != 1 || errs[0].Line != 3 || !contains(errs[0].Msg, "true or false") {
 		t.Errorf("got %s, want one problem on line 3 saying true or false", dump(errs))
+	}
+}
+
+// TestDefaultIdleTimeoutFollowsShortLifetime guarantees that a template
+// that sets only a lifetime shorter than the default idle timeout is valid
+// and idles out at its lifetime, while an explicit idle timeout is kept.
+func TestDefaultIdleTimeoutFollowsShortLifetime(t *testing.T) {
+	p := mustParse(t, py+"    lifetime: 10m\n")
+	if got := p.Templates["python"].IdleTimeout; got != 10*time.Minute {
+		t.Errorf("IdleTimeout = %s, want the lifetime 10m", got)
+	}
+	p = mustParse(t, py+"    lifetime: 10m\n    idle_timeout: 2m\n")
+	if got := p.Templates["python"].IdleTimeout; got != 2*time.Minute {
+		t.Errorf("IdleTimeout = %s, want 2m as set", got)
 	}
 }

@@ -38,6 +38,12 @@ type Host struct {
 	// MetricsListen is an optional loopback TCP address for the Prometheus
 	// metrics HTTP listener; empty means none.
 	MetricsListen string
+	// MaxPausedBytes caps the disk space of all paused sandboxes' images;
+	// over it the oldest paused sandboxes are destroyed. At least 1Mi.
+	MaxPausedBytes int64
+	// ShutdownTimeout bounds pausing every live sandbox when the daemon
+	// stops; what is not paused by then is destroyed. Greater than 0.
+	ShutdownTimeout time.Duration
 }
 
 // NetworkMode says what network a sandbox of a template gets.
@@ -67,9 +73,12 @@ type Template struct {
 	ExecTimeout ExecTimeout
 	// Lifetime is how long after its creation a sandbox is destroyed.
 	Lifetime time.Duration
-	// IdleTimeout is how long a sandbox may go without an RPC before it is
-	// destroyed. Never longer than Lifetime.
+	// IdleTimeout is how long a sandbox may go without an RPC, running or
+	// paused, before it is destroyed. Never longer than Lifetime.
 	IdleTimeout time.Duration
+	// PauseAfter is how long a running sandbox may go without an RPC
+	// before it is paused to disk; 0 never pauses it by itself.
+	PauseAfter time.Duration
 	// Env is extra environment for the sandboxed code. Never nil.
 	Env map[string]string
 	// WarmImports lists Python modules (dotted names) imported while the

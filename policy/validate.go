@@ -42,6 +42,9 @@ func validateHost(h *Host, p *problems) {
 	if p.ok("host.max_sandboxes") && h.MaxSandboxes < 1 {
 		p.add("host.max_sandboxes", "must be at least 1, got %d", h.MaxSandboxes)
 	}
+	if p.ok("host.max_paused_bytes") && h.MaxPausedBytes < MinPausedBytes {
+		p.add("host.max_paused_bytes", "must be at least %s (any paused image is larger), got %s", Size(MinPausedBytes), Size(h.MaxPausedBytes))
+	}
 	if p.ok("host.socket") {
 		switch {
 		case h.Socket == "":
@@ -114,7 +117,15 @@ func validateTemplate(t *Template, path string, p *problems) {
 		p.add(at, "exec_timeout.default %s%s is longer than exec_timeout.max %s%s: lower default or raise max",
 			formatDuration(t.ExecTimeout.Default), defaulted(p, def), formatDuration(t.ExecTimeout.Max), defaulted(p, maxPath))
 	}
-	idle, life := path+".idle_timeout", path+".lifetime"
+	idle, life, pause := path+".idle_timeout", path+".lifetime", path+".pause_after"
+	if p.ok(idle, life) && !p.set(idle) && t.IdleTimeout > t.Lifetime {
+		// The default idle timeout is the lifetime's when that is shorter.
+		t.IdleTimeout = t.Lifetime
+	}
+	if p.ok(idle, pause) && p.set(pause) && t.PauseAfter >= t.IdleTimeout {
+		p.add(pause, "pause_after %s is not shorter than idle_timeout %s%s, so it could never fire: lower pause_after, raise idle_timeout, or write 0 to never pause",
+			formatDuration(t.PauseAfter), formatDuration(t.IdleTimeout), defaulted(p, idle))
+	}
 	if p.ok(idle, life) && t.IdleTimeout > t.Lifetime {
 		at := idle
 		if !p.set(idle) {

@@ -80,7 +80,10 @@ var ruleCases = []ruleCase{
 	{"exec default above default max", py + "    exec_timeout:\n      default: 1h\n", "templates.python.exec_timeout.default", 4, "exec_timeout.max 10m (the default)"},
 	{"exec max below default default", py + "    exec_timeout:\n      max: 30s\n", "templates.python.exec_timeout.max", 4, "exec_timeout.default 1m (the default) is longer than exec_timeout.max 30s"},
 	{"idle_timeout above lifetime", py + "    lifetime: 1h\n    idle_timeout: 2h\n", "templates.python.idle_timeout", 4, "idle_timeout 2h is longer than lifetime 1h"},
-	{"lifetime below default idle_timeout", py + "    lifetime: 10m\n", "templates.python.lifetime", 3, "idle_timeout 15m (the default) is longer than lifetime 10m"},
+	{"pause_after not below idle_timeout", py + "    idle_timeout: 10m\n    pause_after: 10m\n", "templates.python.pause_after", 4, "pause_after 10m is not shorter than idle_timeout 10m, so it could never fire"},
+	{"pause_after negative", py + "    pause_after: -1m\n", "templates.python.pause_after", 3, "must be greater than 0"},
+	{"max_paused_bytes too small", "host:\n  max_paused_bytes: 1Ki\n" + py, "host.max_paused_bytes", 2, "must be at least 1Mi"},
+	{"shutdown_timeout zero", "host:\n  shutdown_timeout: 0s\n" + py, "host.shutdown_timeout", 2, "must be greater than 0"},
 
 	// Template names, rootfs, network.
 	{"uppercase template name", "templates:\n  Python: {}\n", "templates.Python", 2, `invalid template name "Python": use 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter or digit, e.g. "python"`},

@@ -35,6 +35,10 @@ const (
 	SandboxState_SANDBOX_STATE_RUNNING SandboxState = 1
 	// Died on its own (see Sandbox.state_reason); its resources are freed.
 	SandboxState_SANDBOX_STATE_DEAD SandboxState = 2
+	// Checkpointed to disk (PauseSandbox, the template's pause_after, or a
+	// daemon shutdown): it holds no memory or processes, and the next call
+	// that needs it resumes it with its state.
+	SandboxState_SANDBOX_STATE_PAUSED SandboxState = 3
 )
 
 // Enum value maps for SandboxState.
@@ -43,11 +47,13 @@ var (
 		0: "SANDBOX_STATE_UNSPECIFIED",
 		1: "SANDBOX_STATE_RUNNING",
 		2: "SANDBOX_STATE_DEAD",
+		3: "SANDBOX_STATE_PAUSED",
 	}
 	SandboxState_value = map[string]int32{
 		"SANDBOX_STATE_UNSPECIFIED": 0,
 		"SANDBOX_STATE_RUNNING":     1,
 		"SANDBOX_STATE_DEAD":        2,
+		"SANDBOX_STATE_PAUSED":      3,
 	}
 )
 
@@ -349,7 +355,9 @@ type Sandbox struct {
 	Usage *ResourceUsage `protobuf:"bytes,11,opt,name=usage,proto3" json:"usage,omitempty"`
 	// How the sandbox came to be: taken warm from its pool, restored from its
 	// template's snapshot, or booted. cold_start is true for the last two.
-	Start         StartKind `protobuf:"varint,12,opt,name=start,proto3,enum=sandbox.v1.StartKind" json:"start,omitempty"`
+	Start StartKind `protobuf:"varint,12,opt,name=start,proto3,enum=sandbox.v1.StartKind" json:"start,omitempty"`
+	// When the sandbox was last paused; set only while it is PAUSED.
+	PausedAt      *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=paused_at,json=pausedAt,proto3" json:"paused_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -466,6 +474,13 @@ func (x *Sandbox) GetStart() StartKind {
 		return x.Start
 	}
 	return StartKind_START_KIND_UNSPECIFIED
+}
+
+func (x *Sandbox) GetPausedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PausedAt
+	}
+	return nil
 }
 
 // Limits are a sandbox's resource limits. In a CreateSandbox request every
@@ -1017,6 +1032,94 @@ func (*DestroySandboxResponse) Descriptor() ([]byte, []int) {
 	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{8}
 }
 
+type PauseSandboxRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseSandboxRequest) Reset() {
+	*x = PauseSandboxRequest{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseSandboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseSandboxRequest) ProtoMessage() {}
+
+func (x *PauseSandboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseSandboxRequest.ProtoReflect.Descriptor instead.
+func (*PauseSandboxRequest) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PauseSandboxRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+type ResumeSandboxRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeSandboxRequest) Reset() {
+	*x = ResumeSandboxRequest{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeSandboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeSandboxRequest) ProtoMessage() {}
+
+func (x *ResumeSandboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeSandboxRequest.ProtoReflect.Descriptor instead.
+func (*ResumeSandboxRequest) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ResumeSandboxRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
 type ExecRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SandboxId string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
@@ -1042,7 +1145,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[9]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1157,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[9]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1170,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{9}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecRequest) GetSandboxId() string {
@@ -1139,7 +1242,7 @@ type ExecStage struct {
 
 func (x *ExecStage) Reset() {
 	*x = ExecStage{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1254,7 @@ func (x *ExecStage) String() string {
 func (*ExecStage) ProtoMessage() {}
 
 func (x *ExecStage) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[10]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1267,7 @@ func (x *ExecStage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStage.ProtoReflect.Descriptor instead.
 func (*ExecStage) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{10}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecStage) GetName() string {
@@ -1216,7 +1319,7 @@ type ExecResult struct {
 
 func (x *ExecResult) Reset() {
 	*x = ExecResult{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1331,7 @@ func (x *ExecResult) String() string {
 func (*ExecResult) ProtoMessage() {}
 
 func (x *ExecResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[11]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1344,7 @@ func (x *ExecResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResult.ProtoReflect.Descriptor instead.
 func (*ExecResult) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{11}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecResult) GetExitCode() int32 {
@@ -1329,7 +1432,7 @@ type ExecEvent struct {
 
 func (x *ExecEvent) Reset() {
 	*x = ExecEvent{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1444,7 @@ func (x *ExecEvent) String() string {
 func (*ExecEvent) ProtoMessage() {}
 
 func (x *ExecEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[12]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1457,7 @@ func (x *ExecEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecEvent.ProtoReflect.Descriptor instead.
 func (*ExecEvent) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{12}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExecEvent) GetEvent() isExecEvent_Event {
@@ -1430,7 +1533,7 @@ type FileHeader struct {
 
 func (x *FileHeader) Reset() {
 	*x = FileHeader{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1545,7 @@ func (x *FileHeader) String() string {
 func (*FileHeader) ProtoMessage() {}
 
 func (x *FileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[13]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1558,7 @@ func (x *FileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileHeader.ProtoReflect.Descriptor instead.
 func (*FileHeader) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{13}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FileHeader) GetSandboxId() string {
@@ -1499,7 +1602,7 @@ type UploadRequest struct {
 
 func (x *UploadRequest) Reset() {
 	*x = UploadRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1614,7 @@ func (x *UploadRequest) String() string {
 func (*UploadRequest) ProtoMessage() {}
 
 func (x *UploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1627,7 @@ func (x *UploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
 func (*UploadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{14}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UploadRequest) GetMsg() isUploadRequest_Msg {
@@ -1581,7 +1684,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1696,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1709,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{15}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UploadResponse) GetPath() string {
@@ -1634,7 +1737,7 @@ type DownloadRequest struct {
 
 func (x *DownloadRequest) Reset() {
 	*x = DownloadRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1749,7 @@ func (x *DownloadRequest) String() string {
 func (*DownloadRequest) ProtoMessage() {}
 
 func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1762,7 @@ func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{16}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DownloadRequest) GetSandboxId() string {
@@ -1689,7 +1792,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1804,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1817,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{17}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FileInfo) GetPath() string {
@@ -1751,7 +1854,7 @@ type DownloadResponse struct {
 
 func (x *DownloadResponse) Reset() {
 	*x = DownloadResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1866,7 @@ func (x *DownloadResponse) String() string {
 func (*DownloadResponse) ProtoMessage() {}
 
 func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1879,7 @@ func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadResponse.ProtoReflect.Descriptor instead.
 func (*DownloadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{18}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DownloadResponse) GetMsg() isDownloadResponse_Msg {
@@ -1830,7 +1933,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +1945,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +1958,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{19}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{21}
 }
 
 type ListPoolsResponse struct {
@@ -1867,7 +1970,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +1982,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +1995,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{20}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -1932,7 +2035,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2047,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2060,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{21}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Pool) GetTemplate() string {
@@ -2054,7 +2157,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[22]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2169,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[22]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2182,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{22}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Snapshot) GetState() SnapshotState {
@@ -2115,7 +2218,7 @@ var File_sandbox_v1_sandbox_proto protoreflect.FileDescriptor
 const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\n" +
 	"\x18sandbox/v1/sandbox.proto\x12\n" +
-	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x04\n" +
+	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x05\n" +
 	"\aSandbox\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1a\n" +
@@ -2134,7 +2237,8 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x06limits\x18\n" +
 	" \x01(\v2\x12.sandbox.v1.LimitsR\x06limits\x12/\n" +
 	"\x05usage\x18\v \x01(\v2\x19.sandbox.v1.ResourceUsageR\x05usage\x12+\n" +
-	"\x05start\x18\f \x01(\x0e2\x15.sandbox.v1.StartKindR\x05start\x1a9\n" +
+	"\x05start\x18\f \x01(\x0e2\x15.sandbox.v1.StartKindR\x05start\x127\n" +
+	"\tpaused_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bpausedAt\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe4\x05\n" +
@@ -2184,7 +2288,13 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x15DestroySandboxRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"\x18\n" +
-	"\x16DestroySandboxResponse\"\xd9\x02\n" +
+	"\x16DestroySandboxResponse\"4\n" +
+	"\x13PauseSandboxRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"5\n" +
+	"\x14ResumeSandboxRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"\xd9\x02\n" +
 	"\vExecRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x120\n" +
@@ -2271,11 +2381,12 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"imageBytes\x125\n" +
 	"\bbuilt_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\abuiltAt\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x04 \x01(\tR\tlastError*`\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError*z\n" +
 	"\fSandboxState\x12\x1d\n" +
 	"\x19SANDBOX_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SANDBOX_STATE_RUNNING\x10\x01\x12\x16\n" +
-	"\x12SANDBOX_STATE_DEAD\x10\x02*i\n" +
+	"\x12SANDBOX_STATE_DEAD\x10\x02\x12\x18\n" +
+	"\x14SANDBOX_STATE_PAUSED\x10\x03*i\n" +
 	"\tStartKind\x12\x1a\n" +
 	"\x16START_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTART_KIND_POOL\x10\x01\x12\x16\n" +
@@ -2300,7 +2411,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x17SNAPSHOT_STATE_BUILDING\x10\x01\x12\x18\n" +
 	"\x14SNAPSHOT_STATE_READY\x10\x02\x12\x19\n" +
 	"\x15SNAPSHOT_STATE_FAILED\x10\x03\x12\x1b\n" +
-	"\x17SNAPSHOT_STATE_DISABLED\x10\x042\xd9\x04\n" +
+	"\x17SNAPSHOT_STATE_DISABLED\x10\x042\xe7\x05\n" +
 	"\x0eSandboxService\x12F\n" +
 	"\rCreateSandbox\x12 .sandbox.v1.CreateSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12@\n" +
 	"\n" +
@@ -2310,7 +2421,9 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x04Exec\x12\x17.sandbox.v1.ExecRequest\x1a\x15.sandbox.v1.ExecEvent0\x01\x12A\n" +
 	"\x06Upload\x12\x19.sandbox.v1.UploadRequest\x1a\x1a.sandbox.v1.UploadResponse(\x01\x12G\n" +
 	"\bDownload\x12\x1b.sandbox.v1.DownloadRequest\x1a\x1c.sandbox.v1.DownloadResponse0\x01\x12H\n" +
-	"\tListPools\x12\x1c.sandbox.v1.ListPoolsRequest\x1a\x1d.sandbox.v1.ListPoolsResponseB9Z7github.com/sandboxd/sandboxd/proto/sandbox/v1;sandboxv1b\x06proto3"
+	"\tListPools\x12\x1c.sandbox.v1.ListPoolsRequest\x1a\x1d.sandbox.v1.ListPoolsResponse\x12D\n" +
+	"\fPauseSandbox\x12\x1f.sandbox.v1.PauseSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12F\n" +
+	"\rResumeSandbox\x12 .sandbox.v1.ResumeSandboxRequest\x1a\x13.sandbox.v1.SandboxB9Z7github.com/sandboxd/sandboxd/proto/sandbox/v1;sandboxv1b\x06proto3"
 
 var (
 	file_sandbox_v1_sandbox_proto_rawDescOnce sync.Once
@@ -2325,7 +2438,7 @@ func file_sandbox_v1_sandbox_proto_rawDescGZIP() []byte {
 }
 
 var file_sandbox_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_sandbox_v1_sandbox_proto_goTypes = []any{
 	(SandboxState)(0),              // 0: sandbox.v1.SandboxState
 	(StartKind)(0),                 // 1: sandbox.v1.StartKind
@@ -2341,80 +2454,87 @@ var file_sandbox_v1_sandbox_proto_goTypes = []any{
 	(*ListSandboxesResponse)(nil),  // 11: sandbox.v1.ListSandboxesResponse
 	(*DestroySandboxRequest)(nil),  // 12: sandbox.v1.DestroySandboxRequest
 	(*DestroySandboxResponse)(nil), // 13: sandbox.v1.DestroySandboxResponse
-	(*ExecRequest)(nil),            // 14: sandbox.v1.ExecRequest
-	(*ExecStage)(nil),              // 15: sandbox.v1.ExecStage
-	(*ExecResult)(nil),             // 16: sandbox.v1.ExecResult
-	(*ExecEvent)(nil),              // 17: sandbox.v1.ExecEvent
-	(*FileHeader)(nil),             // 18: sandbox.v1.FileHeader
-	(*UploadRequest)(nil),          // 19: sandbox.v1.UploadRequest
-	(*UploadResponse)(nil),         // 20: sandbox.v1.UploadResponse
-	(*DownloadRequest)(nil),        // 21: sandbox.v1.DownloadRequest
-	(*FileInfo)(nil),               // 22: sandbox.v1.FileInfo
-	(*DownloadResponse)(nil),       // 23: sandbox.v1.DownloadResponse
-	(*ListPoolsRequest)(nil),       // 24: sandbox.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),      // 25: sandbox.v1.ListPoolsResponse
-	(*Pool)(nil),                   // 26: sandbox.v1.Pool
-	(*Snapshot)(nil),               // 27: sandbox.v1.Snapshot
-	nil,                            // 28: sandbox.v1.Sandbox.LabelsEntry
-	nil,                            // 29: sandbox.v1.CreateSandboxRequest.LabelsEntry
-	nil,                            // 30: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	nil,                            // 31: sandbox.v1.ExecRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
+	(*PauseSandboxRequest)(nil),    // 14: sandbox.v1.PauseSandboxRequest
+	(*ResumeSandboxRequest)(nil),   // 15: sandbox.v1.ResumeSandboxRequest
+	(*ExecRequest)(nil),            // 16: sandbox.v1.ExecRequest
+	(*ExecStage)(nil),              // 17: sandbox.v1.ExecStage
+	(*ExecResult)(nil),             // 18: sandbox.v1.ExecResult
+	(*ExecEvent)(nil),              // 19: sandbox.v1.ExecEvent
+	(*FileHeader)(nil),             // 20: sandbox.v1.FileHeader
+	(*UploadRequest)(nil),          // 21: sandbox.v1.UploadRequest
+	(*UploadResponse)(nil),         // 22: sandbox.v1.UploadResponse
+	(*DownloadRequest)(nil),        // 23: sandbox.v1.DownloadRequest
+	(*FileInfo)(nil),               // 24: sandbox.v1.FileInfo
+	(*DownloadResponse)(nil),       // 25: sandbox.v1.DownloadResponse
+	(*ListPoolsRequest)(nil),       // 26: sandbox.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),      // 27: sandbox.v1.ListPoolsResponse
+	(*Pool)(nil),                   // 28: sandbox.v1.Pool
+	(*Snapshot)(nil),               // 29: sandbox.v1.Snapshot
+	nil,                            // 30: sandbox.v1.Sandbox.LabelsEntry
+	nil,                            // 31: sandbox.v1.CreateSandboxRequest.LabelsEntry
+	nil,                            // 32: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	nil,                            // 33: sandbox.v1.ExecRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil),  // 34: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 35: google.protobuf.Duration
 }
 var file_sandbox_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: sandbox.v1.Sandbox.state:type_name -> sandbox.v1.SandboxState
-	32, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	32, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
-	28, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
+	34, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	34, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	30, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
 	6,  // 4: sandbox.v1.Sandbox.limits:type_name -> sandbox.v1.Limits
 	7,  // 5: sandbox.v1.Sandbox.usage:type_name -> sandbox.v1.ResourceUsage
 	1,  // 6: sandbox.v1.Sandbox.start:type_name -> sandbox.v1.StartKind
-	33, // 7: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
-	33, // 8: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
-	33, // 9: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
-	33, // 10: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
-	33, // 11: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
-	29, // 12: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
-	6,  // 13: sandbox.v1.CreateSandboxRequest.limits:type_name -> sandbox.v1.Limits
-	30, // 14: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	5,  // 15: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
-	2,  // 16: sandbox.v1.ExecRequest.language:type_name -> sandbox.v1.Language
-	33, // 17: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	31, // 18: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
-	33, // 19: sandbox.v1.ExecStage.duration:type_name -> google.protobuf.Duration
-	3,  // 20: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
-	33, // 21: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
-	33, // 22: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
-	15, // 23: sandbox.v1.ExecResult.trace:type_name -> sandbox.v1.ExecStage
-	16, // 24: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
-	18, // 25: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
-	22, // 26: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
-	26, // 27: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
-	27, // 28: sandbox.v1.Pool.snapshot:type_name -> sandbox.v1.Snapshot
-	4,  // 29: sandbox.v1.Snapshot.state:type_name -> sandbox.v1.SnapshotState
-	32, // 30: sandbox.v1.Snapshot.built_at:type_name -> google.protobuf.Timestamp
-	8,  // 31: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
-	9,  // 32: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
-	10, // 33: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
-	12, // 34: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
-	14, // 35: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
-	19, // 36: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
-	21, // 37: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
-	24, // 38: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
-	5,  // 39: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
-	5,  // 40: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
-	11, // 41: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
-	13, // 42: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
-	17, // 43: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
-	20, // 44: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
-	23, // 45: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
-	25, // 46: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
-	39, // [39:47] is the sub-list for method output_type
-	31, // [31:39] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	34, // 7: sandbox.v1.Sandbox.paused_at:type_name -> google.protobuf.Timestamp
+	35, // 8: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
+	35, // 9: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
+	35, // 10: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
+	35, // 11: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
+	35, // 12: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
+	31, // 13: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
+	6,  // 14: sandbox.v1.CreateSandboxRequest.limits:type_name -> sandbox.v1.Limits
+	32, // 15: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	5,  // 16: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
+	2,  // 17: sandbox.v1.ExecRequest.language:type_name -> sandbox.v1.Language
+	35, // 18: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	33, // 19: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
+	35, // 20: sandbox.v1.ExecStage.duration:type_name -> google.protobuf.Duration
+	3,  // 21: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
+	35, // 22: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
+	35, // 23: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
+	17, // 24: sandbox.v1.ExecResult.trace:type_name -> sandbox.v1.ExecStage
+	18, // 25: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
+	20, // 26: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
+	24, // 27: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
+	28, // 28: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
+	29, // 29: sandbox.v1.Pool.snapshot:type_name -> sandbox.v1.Snapshot
+	4,  // 30: sandbox.v1.Snapshot.state:type_name -> sandbox.v1.SnapshotState
+	34, // 31: sandbox.v1.Snapshot.built_at:type_name -> google.protobuf.Timestamp
+	8,  // 32: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
+	9,  // 33: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
+	10, // 34: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
+	12, // 35: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
+	16, // 36: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
+	21, // 37: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
+	23, // 38: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
+	26, // 39: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
+	14, // 40: sandbox.v1.SandboxService.PauseSandbox:input_type -> sandbox.v1.PauseSandboxRequest
+	15, // 41: sandbox.v1.SandboxService.ResumeSandbox:input_type -> sandbox.v1.ResumeSandboxRequest
+	5,  // 42: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
+	5,  // 43: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
+	11, // 44: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
+	13, // 45: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
+	19, // 46: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
+	22, // 47: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
+	25, // 48: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
+	27, // 49: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
+	5,  // 50: sandbox.v1.SandboxService.PauseSandbox:output_type -> sandbox.v1.Sandbox
+	5,  // 51: sandbox.v1.SandboxService.ResumeSandbox:output_type -> sandbox.v1.Sandbox
+	42, // [42:52] is the sub-list for method output_type
+	32, // [32:42] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_sandbox_v1_sandbox_proto_init() }
@@ -2422,16 +2542,16 @@ func file_sandbox_v1_sandbox_proto_init() {
 	if File_sandbox_v1_sandbox_proto != nil {
 		return
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[12].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[14].OneofWrappers = []any{
 		(*ExecEvent_Stdout)(nil),
 		(*ExecEvent_Stderr)(nil),
 		(*ExecEvent_Result)(nil),
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[14].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[16].OneofWrappers = []any{
 		(*UploadRequest_Header)(nil),
 		(*UploadRequest_Chunk)(nil),
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[18].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[20].OneofWrappers = []any{
 		(*DownloadResponse_Info)(nil),
 		(*DownloadResponse_Chunk)(nil),
 	}
@@ -2441,7 +2561,7 @@ func file_sandbox_v1_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sandbox_v1_sandbox_proto_rawDesc), len(file_sandbox_v1_sandbox_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,8 @@ const (
 	SandboxService_Upload_FullMethodName         = "/sandbox.v1.SandboxService/Upload"
 	SandboxService_Download_FullMethodName       = "/sandbox.v1.SandboxService/Download"
 	SandboxService_ListPools_FullMethodName      = "/sandbox.v1.SandboxService/ListPools"
+	SandboxService_PauseSandbox_FullMethodName   = "/sandbox.v1.SandboxService/PauseSandbox"
+	SandboxService_ResumeSandbox_FullMethodName  = "/sandbox.v1.SandboxService/ResumeSandbox"
 )
 
 // SandboxServiceClient is the client API for SandboxService service.
@@ -58,6 +60,16 @@ type SandboxServiceClient interface {
 	Download(ctx context.Context, in *DownloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadResponse], error)
 	// ListPools describes the warm pools of the policy in force.
 	ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error)
+	// PauseSandbox checkpoints a running sandbox to disk and frees what it
+	// held in memory: its processes and cgroup are gone, its state (the
+	// interpreter's variables, files, background processes) is kept. Refused
+	// with FAILED_PRECONDITION while an Exec or a file transfer runs in it.
+	// Pausing a paused sandbox succeeds.
+	PauseSandbox(ctx context.Context, in *PauseSandboxRequest, opts ...grpc.CallOption) (*Sandbox, error)
+	// ResumeSandbox restores a paused sandbox. Any call that needs the
+	// sandbox (Exec, Upload, Download) resumes it first by itself; this RPC
+	// only does it ahead of time. Resuming a running sandbox succeeds.
+	ResumeSandbox(ctx context.Context, in *ResumeSandboxRequest, opts ...grpc.CallOption) (*Sandbox, error)
 }
 
 type sandboxServiceClient struct {
@@ -169,6 +181,26 @@ func (c *sandboxServiceClient) ListPools(ctx context.Context, in *ListPoolsReque
 	return out, nil
 }
 
+func (c *sandboxServiceClient) PauseSandbox(ctx context.Context, in *PauseSandboxRequest, opts ...grpc.CallOption) (*Sandbox, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Sandbox)
+	err := c.cc.Invoke(ctx, SandboxService_PauseSandbox_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sandboxServiceClient) ResumeSandbox(ctx context.Context, in *ResumeSandboxRequest, opts ...grpc.CallOption) (*Sandbox, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Sandbox)
+	err := c.cc.Invoke(ctx, SandboxService_ResumeSandbox_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SandboxServiceServer is the server API for SandboxService service.
 // All implementations must embed UnimplementedSandboxServiceServer
 // for forward compatibility.
@@ -195,6 +227,16 @@ type SandboxServiceServer interface {
 	Download(*DownloadRequest, grpc.ServerStreamingServer[DownloadResponse]) error
 	// ListPools describes the warm pools of the policy in force.
 	ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error)
+	// PauseSandbox checkpoints a running sandbox to disk and frees what it
+	// held in memory: its processes and cgroup are gone, its state (the
+	// interpreter's variables, files, background processes) is kept. Refused
+	// with FAILED_PRECONDITION while an Exec or a file transfer runs in it.
+	// Pausing a paused sandbox succeeds.
+	PauseSandbox(context.Context, *PauseSandboxRequest) (*Sandbox, error)
+	// ResumeSandbox restores a paused sandbox. Any call that needs the
+	// sandbox (Exec, Upload, Download) resumes it first by itself; this RPC
+	// only does it ahead of time. Resuming a running sandbox succeeds.
+	ResumeSandbox(context.Context, *ResumeSandboxRequest) (*Sandbox, error)
 	mustEmbedUnimplementedSandboxServiceServer()
 }
 
@@ -228,6 +270,12 @@ func (UnimplementedSandboxServiceServer) Download(*DownloadRequest, grpc.ServerS
 }
 func (UnimplementedSandboxServiceServer) ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPools not implemented")
+}
+func (UnimplementedSandboxServiceServer) PauseSandbox(context.Context, *PauseSandboxRequest) (*Sandbox, error) {
+	return nil, status.Error(codes.Unimplemented, "method PauseSandbox not implemented")
+}
+func (UnimplementedSandboxServiceServer) ResumeSandbox(context.Context, *ResumeSandboxRequest) (*Sandbox, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeSandbox not implemented")
 }
 func (UnimplementedSandboxServiceServer) mustEmbedUnimplementedSandboxServiceServer() {}
 func (UnimplementedSandboxServiceServer) testEmbeddedByValue()                        {}
@@ -369,6 +417,42 @@ func _SandboxService_ListPools_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SandboxService_PauseSandbox_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PauseSandboxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxServiceServer).PauseSandbox(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SandboxService_PauseSandbox_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxServiceServer).PauseSandbox(ctx, req.(*PauseSandboxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SandboxService_ResumeSandbox_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeSandboxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxServiceServer).ResumeSandbox(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SandboxService_ResumeSandbox_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxServiceServer).ResumeSandbox(ctx, req.(*ResumeSandboxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SandboxService_ServiceDesc is the grpc.ServiceDesc for SandboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -395,6 +479,14 @@ var SandboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPools",
 			Handler:    _SandboxService_ListPools_Handler,
+		},
+		{
+			MethodName: "PauseSandbox",
+			Handler:    _SandboxService_PauseSandbox_Handler,
+		},
+		{
+			MethodName: "ResumeSandbox",
+			Handler:    _SandboxService_ResumeSandbox_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
