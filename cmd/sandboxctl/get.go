@@ -52,6 +52,10 @@ it booted and the memory it uses now, as its host cgroup counts them. With
 			t := sb.GetExpiresAt().AsTime()
 			fmt.Fprintf(tw, "Expires:\t%s (%s)\n", t.Local().Format(time.RFC3339), expiresIn(now, t))
 		}
+		if sb.GetPausedAt() != nil {
+			t := sb.GetPausedAt().AsTime()
+			fmt.Fprintf(tw, "Paused:\t%s (%s ago)\n", t.Local().Format(time.RFC3339), humanDuration(now.Sub(t)))
+		}
 		if st := sb.GetStart(); st != sandboxv1.StartKind_START_KIND_UNSPECIFIED {
 			fmt.Fprintf(tw, "Start:\t%s\n", strings.ToLower(strings.TrimPrefix(st.String(), "START_KIND_")))
 		}

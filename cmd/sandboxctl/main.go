@@ -50,6 +50,8 @@ func commands() []*command {
 		uploadCommand(),
 		downloadCommand(),
 		destroyCommand(),
+		pauseCommand(),
+		resumeCommand(),
 		getCommand(),
 		listCommand(),
 		poolsCommand(),

@@ -36,10 +36,8 @@ const (
 	// and Exec code (1 MiB) fit with room to spare.
 	maxMessage = 8 << 20
 	// gracePeriod is how long shutdown waits for running RPCs before it
-	// cancels them and destroys the sandboxes.
+	// cancels them and pauses (or destroys) the sandboxes.
 	gracePeriod = 5 * time.Second
-	// shutdownTimeout bounds destroying all sandboxes at shutdown.
-	shutdownTimeout = time.Minute
 )
 
 func runDaemon(args []string) error {
@@ -117,13 +115,13 @@ func runDaemon(args []string) error {
 
 	listeners, err := listen(socket, tcp)
 	if err != nil {
-		m.Close(context.Background())
+		m.Close(context.Background(), !o.destroyOnExit)
 		return err
 	}
 	if metricsAddr != "" {
 		stopMetrics, err := serveMetrics(metricsAddr, reg, log)
 		if err != nil {
-			m.Close(context.Background())
+			m.Close(context.Background(), !o.destroyOnExit)
 			return err
 		}
 		defer stopMetrics()
@@ -143,9 +141,10 @@ func runDaemon(args []string) error {
 	}
 	hs.Shutdown()
 	stopServer(srv)
-	cctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	// The policy in force bounds the pauses (host.shutdown_timeout).
+	cctx, cancel := context.WithTimeout(context.Background(), m.Policy().Host.ShutdownTimeout)
 	defer cancel()
-	m.Close(cctx)
+	m.Close(cctx, !o.destroyOnExit)
 	os.Remove(socket)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		err = nil

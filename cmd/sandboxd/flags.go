@@ -30,6 +30,7 @@ type options struct {
 	platform      string
 	runscLogs     string
 	logLevel      slog.Level
+	destroyOnExit bool
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -49,6 +50,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.agent, "agent", "", "sandbox agent binary (default: "+agentName+" beside sandboxd)")
 	fs.StringVar(&o.platform, "platform", "systrap", "gVisor platform: systrap or ptrace")
 	fs.StringVar(&o.runscLogs, "runsc-log-dir", "", "write runsc debug logs here, one file per sandbox and command")
+	fs.BoolVar(&o.destroyOnExit, "destroy-on-exit", false, "destroy every sandbox when the daemon stops, instead of pausing them to disk for the next start to adopt")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

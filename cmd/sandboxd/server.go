@@ -55,6 +55,22 @@ func (s *server) DestroySandbox(ctx context.Context, req *sandboxv1.DestroySandb
 	return &sandboxv1.DestroySandboxResponse{}, nil
 }
 
+func (s *server) PauseSandbox(ctx context.Context, req *sandboxv1.PauseSandboxRequest) (*sandboxv1.Sandbox, error) {
+	info, err := s.m.Pause(ctx, req.GetSandboxId())
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return toProto(info), nil
+}
+
+func (s *server) ResumeSandbox(ctx context.Context, req *sandboxv1.ResumeSandboxRequest) (*sandboxv1.Sandbox, error) {
+	info, err := s.m.Resume(ctx, req.GetSandboxId())
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return toProto(info), nil
+}
+
 func (s *server) Exec(req *sandboxv1.ExecRequest, stream sandboxv1.SandboxService_ExecServer) error {
 	return errdefs.ToGRPC(s.m.Exec(stream.Context(), req, stream.Send))
 }
@@ -92,6 +108,7 @@ func (s *server) Download(req *sandboxv1.DownloadRequest, stream sandboxv1.Sandb
 var protoStates = map[manager.State]sandboxv1.SandboxState{
 	manager.StateRunning: sandboxv1.SandboxState_SANDBOX_STATE_RUNNING,
 	manager.StateDead:    sandboxv1.SandboxState_SANDBOX_STATE_DEAD,
+	manager.StatePaused:  sandboxv1.SandboxState_SANDBOX_STATE_PAUSED,
 }
 
 var protoStarts = map[manager.StartKind]sandboxv1.StartKind{
@@ -116,7 +133,12 @@ func snapshotProto(st snapshot.Status) *sandboxv1.Snapshot {
 }
 
 func toProto(i manager.Info) *sandboxv1.Sandbox {
+	var pausedAt *timestamppb.Timestamp
+	if !i.PausedAt.IsZero() {
+		pausedAt = timestamppb.New(i.PausedAt)
+	}
 	return &sandboxv1.Sandbox{
+		PausedAt:    pausedAt,
 		SandboxId:   i.ID,
 		Template:    i.Template,
 		State:       protoStates[i.State],

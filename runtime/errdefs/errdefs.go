@@ -26,4 +26,7 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrDeadlineExceeded: the operation ran out of time.
 	ErrDeadlineExceeded = errors.New("deadline exceeded")
+	// ErrDataLoss: stored state is damaged beyond use, e.g. a paused
+	// sandbox's image.
+	ErrDataLoss = errors.New("data loss")
 )

@@ -23,6 +23,7 @@ var classes = []struct {
 	{ErrPermissionDenied, codes.PermissionDenied},
 	{ErrUnavailable, codes.Unavailable},
 	{ErrDeadlineExceeded, codes.DeadlineExceeded},
+	{ErrDataLoss, codes.DataLoss},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }

@@ -109,7 +109,8 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 		m.finish(context.WithoutCancel(ctx), e)
 		return Info{}, err
 	}
-	go m.watch(e)
+	m.saveRecord(e)
+	go m.watch(e, sb)
 	m.log.Info("sandbox created", "sandbox", e.id, "template", tmpl.Name, "start", kind, "took", now().Sub(start).Round(time.Microsecond))
 	return e.info(), nil
 }
@@ -244,25 +245,68 @@ func (m *Manager) register(e *entry) error {
 	return nil
 }
 
-// finish destroys a sandbox's resources and gives back its place; it runs
-// once per sandbox, however it ended.
+// finish ends a sandbox for good, however it ended: it kills the running
+// sandbox at once (a call in progress fails fast rather than holding the
+// clean-up), waits until no call, pause or resume holds the sandbox, then
+// frees everything: the sandbox, its paused image, its state record and
+// its place. Calling it again does nothing more.
 func (m *Manager) finish(ctx context.Context, e *entry) error {
-	err := e.sb.Destroy(ctx)
-	e.releaseOnce.Do(func() {
-		e.release()
-		m.metrics.Destroyed(e.tmpl.Name)
-	})
+	var err error
+	if sb := e.sandbox(); sb != nil {
+		err = sb.Destroy(ctx)
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if ferr := m.freeLocked(ctx, e); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// endLocked marks e dead for reason and frees everything it held; the
+// caller holds e.op alone.
+func (m *Manager) endLocked(ctx context.Context, e *entry, reason string) {
+	if e.markDead(reason) {
+		m.log.Warn("sandbox lost", "sandbox", e.id, "reason", reason)
+	}
+	if err := m.freeLocked(context.WithoutCancel(ctx), e); err != nil {
+		m.log.Warn("cleaning up a lost sandbox", "sandbox", e.id, "err", err)
+	}
+}
+
+// freeLocked frees what e holds: its sandbox, paused image, state record
+// and place. The caller holds e.op alone.
+func (m *Manager) freeLocked(ctx context.Context, e *entry) error {
+	var err error
+	e.mu.Lock()
+	sb, release, image, size := e.sb, e.release, e.image, e.imageBytes
+	e.release, e.image, e.imageBytes, e.sealed = nil, "", 0, nil
+	e.mu.Unlock()
+	if sb != nil {
+		// A resume may have replaced the sandbox finish killed; Destroy of
+		// the same one again returns its first result.
+		err = sb.Destroy(ctx)
+	}
+	if image != "" {
+		m.dropImage(image, size)
+	}
+	m.removeRecord(e.id)
+	if release != nil {
+		release()
+	}
+	e.destroyedOnce.Do(func() { m.metrics.Destroyed(e.tmpl.Name) })
 	return err
 }
 
 // watch marks a sandbox dead and frees its resources when it ends on its
-// own (crash, kill from outside). A destroyed sandbox is not marked.
-func (m *Manager) watch(e *entry) {
-	<-e.sb.Exited()
-	if !e.sb.Died() {
+// own (crash, kill from outside). A destroyed or paused sandbox is not
+// marked.
+func (m *Manager) watch(e *entry, sb *sandbox.Sandbox) {
+	<-sb.Exited()
+	if !sb.Died() {
 		return
 	}
-	reason := e.sb.ExitReason()
+	reason := sb.ExitReason()
 	if e.markDead(reason) {
 		m.log.Warn("sandbox died", "sandbox", e.id, "reason", reason)
 	}

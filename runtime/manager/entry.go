@@ -7,6 +7,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/policy"
 	"github.com/sandboxd/sandboxd/runtime/sandbox"
+	"github.com/sandboxd/sandboxd/runtime/snapshot"
 )
 
 // State is a sandbox's place in its life, as the manager sees it.
@@ -18,6 +19,9 @@ const (
 	// StateDead: ended on its own or expired; its resources are freed and
 	// its record is kept for DeadRetention so clients learn why.
 	StateDead State = "dead"
+	// StatePaused: checkpointed to disk; no processes or memory. The next
+	// call that needs it resumes it.
+	StatePaused State = "paused"
 )
 
 // StartKind says how a sandbox was made ready for its client.
@@ -55,6 +59,8 @@ type Info struct {
 	// Usage is what the sandbox uses now; set by Get for a running sandbox
 	// whose cgroup could be read.
 	Usage *Usage
+	// PausedAt is when the sandbox was paused; zero unless it is paused.
+	PausedAt time.Time
 }
 
 // Usage is what a sandbox uses, as its host cgroup counts it.
@@ -66,28 +72,50 @@ type Usage struct {
 }
 
 // entry is the manager's record of one sandbox.
+//
+// op orders the sandbox's life: calls that use the running sandbox (Exec,
+// Upload, Download) hold it shared; pause, resume and the final clean-up
+// hold it alone. sb and release change only with op held alone and mu
+// held, so a holder of op reads them freely and anyone else under mu.
 type entry struct {
 	id        string
 	tmpl      *policy.Template
 	labels    map[string]string
 	createdAt time.Time // when the client got it (a pooled sandbox booted earlier)
-	sb        *sandbox.Sandbox
 	start     StartKind
 
-	// release gives back the sandbox's place (pool or host slot); run once,
-	// through releaseOnce, when the sandbox is gone.
-	release     func()
-	releaseOnce sync.Once
+	op sync.RWMutex
+	sb *sandbox.Sandbox // nil while paused, or dead after a failed resume
+	// release gives back the running sandbox's place (pool or host slot);
+	// nil while it holds none (paused, or released).
+	release func()
+	// destroyedOnce counts the sandbox's end in the metrics once.
+	destroyedOnce sync.Once
 
 	lastUsed   atomic.Int64 // unix nanoseconds of the last request
 	uploaded   atomic.Int64 // bytes uploaded over the sandbox's life
 	downloaded atomic.Int64 // bytes downloaded over the sandbox's life
 	inflight   atomic.Int32 // requests in progress; a busy sandbox is not idle
 
-	mu     sync.Mutex
-	state  State
-	reason string
-	deadAt time.Time
+	mu       sync.Mutex
+	state    State
+	reason   string
+	deadAt   time.Time
+	gone     bool      // destroyed: removed from the registry
+	pausedAt time.Time // set while paused
+	// image is the paused sandbox's checkpoint directory ("" while
+	// running); sealed its fingerprint, nil until verified (an image
+	// adopted after a restart is verified in full at its first resume).
+	image      string
+	imageBytes int64
+	sealed     *snapshot.Sealed
+}
+
+// sandbox returns the running sandbox, nil while paused.
+func (e *entry) sandbox() *sandbox.Sandbox {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sb
 }
 
 func (e *entry) touch() { e.lastUsed.Store(now().UnixNano()) }
@@ -115,10 +143,13 @@ func (e *entry) markDead(reason string) bool {
 }
 
 func (e *entry) info() Info {
-	st, reason := e.status()
+	e.mu.Lock()
+	st, reason, sb, pausedAt := e.state, e.reason, e.sb, e.pausedAt
+	e.mu.Unlock()
 	return Info{
 		ID: e.id, Template: e.tmpl.Name, State: st, Reason: reason,
 		CreatedAt: e.createdAt, ExpiresAt: e.expiresAt(), Labels: e.labels, Start: e.start,
-		OOMKilled: st == StateDead && e.sb.OOMKilled(), Limits: limitsOf(e.tmpl),
+		OOMKilled: st == StateDead && sb != nil && sb.OOMKilled(), Limits: limitsOf(e.tmpl),
+		PausedAt: pausedAt,
 	}
 }

@@ -12,6 +12,7 @@ import (
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 	"github.com/sandboxd/sandboxd/runtime/identifiers"
+	"github.com/sandboxd/sandboxd/runtime/sandbox"
 )
 
 // Exec request limits.
@@ -41,7 +42,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 	if err := identifiers.ValidateID(req.GetSandboxId()); err != nil {
 		return err
 	}
-	e, err := m.running(req.GetSandboxId())
+	e, err := m.lookup(req.GetSandboxId())
 	if err != nil {
 		return err
 	}
@@ -49,11 +50,13 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 	if err != nil {
 		return err
 	}
+	e, sb, done, err := m.use(ctx, req.GetSandboxId())
+	if err != nil {
+		return err
+	}
+	defer done()
 	received := now()
-	e.inflight.Add(1)
-	defer e.inflight.Add(-1)
-	defer e.touch()
-	usage := m.measure(e)
+	usage := m.measure(e, sb)
 	defer usage.end()
 	send = usage.wrap(send)
 
@@ -64,9 +67,9 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 	actx, cancel := context.WithTimeout(ctx, timeout+agentMargin)
 	defer cancel()
 	start := now()
-	stream, err := e.sb.Agent().Exec(actx, areq)
+	stream, err := sb.Agent().Exec(actx, areq)
 	if err != nil {
-		return m.execFailed(ctx, actx, e, start, err, send)
+		return m.execFailed(ctx, actx, e, sb, start, err, send)
 	}
 	budget := e.tmpl.Limits.Output // stdout+stderr bytes the client may still get
 	for {
@@ -75,7 +78,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 			if err == io.EOF {
 				err = errors.New("agent ended the Exec without a result")
 			}
-			return m.execFailed(ctx, actx, e, start, err, send)
+			return m.execFailed(ctx, actx, e, sb, start, err, send)
 		}
 		switch ev.GetEvent().(type) {
 		case *sandboxv1.ExecEvent_Stdout, *sandboxv1.ExecEvent_Stderr:
@@ -100,7 +103,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 			}
 			return send(&sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Result{Result: res}})
 		default:
-			return m.execFailed(ctx, actx, e, start, errors.New("agent sent an empty Exec event"), send)
+			return m.execFailed(ctx, actx, e, sb, start, errors.New("agent sent an empty Exec event"), send)
 		}
 	}
 }
@@ -204,23 +207,23 @@ func sanitize(r *sandboxv1.ExecResult) *sandboxv1.ExecResult {
 // execFailed turns a broken agent stream into a result for the client when
 // one can be given: the sandbox died, was destroyed, or its agent did not
 // answer in time.
-func (m *Manager) execFailed(ctx, actx context.Context, e *entry, start time.Time, err error, send func(*sandboxv1.ExecEvent) error) error {
+func (m *Manager) execFailed(ctx, actx context.Context, e *entry, sb *sandbox.Sandbox, start time.Time, err error, send func(*sandboxv1.ExecEvent) error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("exec cancelled by the client: %w", ctx.Err())
 	}
 	result := &sandboxv1.ExecResult{ExitCode: -1, Duration: durationpb.New(now().Sub(start))}
 	select {
-	case <-e.sb.Exited():
+	case <-sb.Exited():
 	case <-time.After(deathWait):
 	}
 	switch {
-	case isClosed(e.sb.Exited()) && e.sb.OOMKilled():
+	case isClosed(sb.Exited()) && sb.OOMKilled():
 		result.Status = sandboxv1.ExecStatus_EXEC_STATUS_OOM_KILLED
 		result.Message = fmt.Sprintf("the sandbox went over its memory limit of %d bytes (policy limits.memory) and was killed; destroy it and create a new one", e.tmpl.Limits.Memory)
-	case isClosed(e.sb.Exited()) && e.sb.Died():
+	case isClosed(sb.Exited()) && sb.Died():
 		result.Status = sandboxv1.ExecStatus_EXEC_STATUS_SANDBOX_DIED
-		result.Message = "the sandbox died during the Exec: " + e.sb.ExitReason()
-	case e.sb.Destroyed():
+		result.Message = "the sandbox died during the Exec: " + sb.ExitReason()
+	case sb.Destroyed():
 		result.Status = sandboxv1.ExecStatus_EXEC_STATUS_KILLED
 		result.Message = "the sandbox was destroyed during the Exec"
 	case actx.Err() != nil:

@@ -8,6 +8,7 @@ import (
 
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 	"github.com/sandboxd/sandboxd/runtime/cgroups"
+	"github.com/sandboxd/sandboxd/runtime/sandbox"
 )
 
 // execUsage measures a sandbox's CPU time and peak memory during one Exec
@@ -21,9 +22,9 @@ type execUsage struct {
 }
 
 // measure starts measuring e's usage. A failure only costs the numbers.
-func (m *Manager) measure(e *entry) *execUsage {
+func (m *Manager) measure(e *entry, sb *sandbox.Sandbox) *execUsage {
 	x := &execUsage{log: m.log.With("sandbox", e.id)}
-	if g := e.sb.Cgroup(); g != nil {
+	if g := sb.Cgroup(); g != nil {
 		w, err := g.StartWindow()
 		if err != nil {
 			x.log.Debug("not measuring the Exec's usage", "err", err)

@@ -9,6 +9,7 @@ import (
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 	"github.com/sandboxd/sandboxd/runtime/identifiers"
+	"github.com/sandboxd/sandboxd/runtime/sandbox"
 )
 
 // Upload writes a file into a sandbox. next returns the file's chunks in
@@ -29,34 +30,32 @@ func (m *Manager) Upload(ctx context.Context, hdr *sandboxv1.FileHeader, next fu
 	if hdr.GetMode()&^0o777 != 0 {
 		return nil, fmt.Errorf("mode %#o has bits other than permissions (0777): %w", hdr.GetMode(), errdefs.ErrInvalidArgument)
 	}
-	e, err := m.running(hdr.GetSandboxId())
+	e, sb, done, err := m.use(ctx, hdr.GetSandboxId())
 	if err != nil {
 		return nil, err
 	}
-	e.inflight.Add(1)
-	defer e.inflight.Add(-1)
-	defer e.touch()
+	defer done()
 
 	// Cancelling actx on any early return makes the agent drop the
 	// temporary file.
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := e.sb.Agent().WriteFile(actx)
+	stream, err := sb.Agent().WriteFile(actx)
 	if err != nil {
-		return nil, m.fileFailed(e, "uploading", path, err)
+		return nil, m.fileFailed(e, sb, "uploading", path, err)
 	}
 	h := &sandboxv1.FileHeader{Path: path, Mode: hdr.GetMode(), MakeParents: hdr.GetMakeParents()}
 	if err := stream.Send(&sandboxv1.UploadRequest{Msg: &sandboxv1.UploadRequest_Header{Header: h}}); err != nil {
-		return nil, m.fileFailed(e, "uploading", path, recvErr(stream, err))
+		return nil, m.fileFailed(e, sb, "uploading", path, recvErr(stream, err))
 	}
 	limits := e.tmpl.Limits
 	// Each chunk is charged to the sandbox's upload_total before it is
 	// passed on, so that uploads running at the same time cannot each see
 	// the whole budget; a failed upload gives its bytes back.
 	var size, charged int64
-	done := false
+	completed := false
 	defer func() {
-		if !done {
+		if !completed {
 			e.uploaded.Add(-charged)
 		}
 	}()
@@ -79,14 +78,15 @@ func (m *Manager) Upload(ctx context.Context, hdr *sandboxv1.FileHeader, next fu
 		}
 		charged += n
 		if err := stream.Send(&sandboxv1.UploadRequest{Msg: &sandboxv1.UploadRequest_Chunk{Chunk: chunk}}); err != nil {
-			return nil, m.fileFailed(e, "uploading", path, recvErr(stream, err))
+			return nil, m.fileFailed(e, sb, "uploading", path, recvErr(stream, err))
 		}
 	}
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
-		return nil, m.fileFailed(e, "uploading", path, err)
+		return nil, m.fileFailed(e, sb, "uploading", path, err)
 	}
-	done = true
+	completed = true
+	m.saveRecord(e) // the new upload total survives a restart
 	return &sandboxv1.UploadResponse{Path: resp.GetPath(), Size: size}, nil
 }
 
@@ -112,19 +112,19 @@ func (m *Manager) Download(ctx context.Context, id, path string, send func(*sand
 	if err != nil {
 		return err
 	}
-	e, err := m.running(id)
+	e, sb, done, err := m.use(ctx, id)
 	if err != nil {
 		return err
 	}
-	e.inflight.Add(1)
-	defer e.inflight.Add(-1)
-	defer e.touch()
+	defer done()
+	// The download total, charged chunk by chunk, survives a restart.
+	defer m.saveRecord(e)
 
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := e.sb.Agent().ReadFile(actx, &sandboxv1.DownloadRequest{Path: path})
+	stream, err := sb.Agent().ReadFile(actx, &sandboxv1.DownloadRequest{Path: path})
 	if err != nil {
-		return m.fileFailed(e, "downloading", path, err)
+		return m.fileFailed(e, sb, "downloading", path, err)
 	}
 	first := true
 	limits := e.tmpl.Limits
@@ -133,15 +133,15 @@ func (m *Manager) Download(ctx context.Context, id, path string, send func(*sand
 		msg, err := stream.Recv()
 		if err == io.EOF {
 			if first {
-				return m.fileFailed(e, "downloading", path, errors.New("agent sent no file info"))
+				return m.fileFailed(e, sb, "downloading", path, errors.New("agent sent no file info"))
 			}
 			return nil
 		}
 		if err != nil {
-			return m.fileFailed(e, "downloading", path, err)
+			return m.fileFailed(e, sb, "downloading", path, err)
 		}
 		if _, isInfo := msg.GetMsg().(*sandboxv1.DownloadResponse_Info); isInfo != first {
-			return m.fileFailed(e, "downloading", path, errors.New("agent broke the download protocol"))
+			return m.fileFailed(e, sb, "downloading", path, errors.New("agent broke the download protocol"))
 		}
 		// The announced size is checked first, so an oversized file fails
 		// before any byte moves; the chunks are counted too, as the file may
@@ -171,9 +171,9 @@ func (m *Manager) Download(ctx context.Context, id, path string, send func(*sand
 }
 
 // fileFailed classifies a failed file transfer.
-func (m *Manager) fileFailed(e *entry, doing, path string, err error) error {
-	if isClosed(e.sb.Exited()) {
-		return fmt.Errorf("%s %q: sandbox %q ended (%s): %w", doing, path, e.id, e.sb.ExitReason(), errdefs.ErrFailedPrecondition)
+func (m *Manager) fileFailed(e *entry, sb *sandbox.Sandbox, doing, path string, err error) error {
+	if isClosed(sb.Exited()) {
+		return fmt.Errorf("%s %q: sandbox %q ended (%s): %w", doing, path, e.id, sb.ExitReason(), errdefs.ErrFailedPrecondition)
 	}
 	return fmt.Errorf("%s %q: %w", doing, path, errdefs.FromGRPC(err))
 }

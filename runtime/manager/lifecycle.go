@@ -19,7 +19,8 @@ func (m *Manager) Get(id string) (Info, error) {
 		return Info{}, err
 	}
 	info := e.info()
-	if g := e.sb.Cgroup(); g != nil && info.State == StateRunning {
+	if sb := e.sandbox(); sb != nil && sb.Cgroup() != nil && info.State == StateRunning {
+		g := sb.Cgroup()
 		if st, err := g.Stats(); err == nil {
 			info.Usage = &Usage{CPU: st.CPUUsage, Memory: st.MemoryCurrent}
 		}
@@ -70,6 +71,9 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 	if !ok {
 		return nil
 	}
+	e.mu.Lock()
+	e.gone = true
+	e.mu.Unlock()
 	m.log.Info("sandbox destroyed", "sandbox", id)
 	return m.finish(context.WithoutCancel(ctx), e)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 	"github.com/sandboxd/sandboxd/runtime/pool"
 	"github.com/sandboxd/sandboxd/runtime/runsc"
+	"github.com/sandboxd/sandboxd/runtime/sandbox"
 	"github.com/sandboxd/sandboxd/runtime/snapshot"
 )
 
@@ -63,6 +64,9 @@ type Manager struct {
 	poolsMu sync.Mutex // serialises policy updates
 	pools   atomic.Pointer[poolSet]
 
+	paused     pausedImages
+	autoPauses chan struct{} // one token per automatic pause running
+
 	snapshots   *snapshot.Store
 	snapshotsMu sync.Mutex // serialises applySnapshots
 
@@ -71,10 +75,10 @@ type Manager struct {
 }
 
 // New removes what an earlier run left in the state directory and the runsc
-// root, then returns a Manager with its pools filling and its reaper
-// running.
+// root, adopts the sandboxes it paused, then returns a Manager with its
+// pools filling and its reaper running.
 func New(ctx context.Context, cfg Config) (*Manager, error) {
-	m := &Manager{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sandboxes: map[string]*entry{}}
+	m := &Manager{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sandboxes: map[string]*entry{}, autoPauses: make(chan struct{}, maxAutoPauses)}
 	if m.metrics == nil {
 		m.metrics = nopMetrics{}
 	}
@@ -83,6 +87,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	m.pools.Store(&poolSet{})
 	if err := m.reconcile(ctx); err != nil {
 		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
+	}
+	if err := m.adopt(); err != nil {
+		return nil, fmt.Errorf("adopting the sandboxes of an earlier run: %w", err)
 	}
 	store, err := snapshot.Open(m.snapshotsDir(), m.log, m.metrics)
 	if err != nil {
@@ -119,23 +126,50 @@ func (m *Manager) lookup(id string) (*entry, error) {
 	return e, nil
 }
 
-// running returns the entry of id if its sandbox is running, a NotFound
-// error if unknown and a FailedPrecondition error saying why if it ended.
-func (m *Manager) running(id string) (*entry, error) {
+// use returns the running sandbox of id for one call, resuming it first
+// if it is paused; done must be called when the call ends, and until then
+// the sandbox is neither paused nor replaced. An unknown ID gives
+// NotFound, an ended sandbox FailedPrecondition saying why.
+func (m *Manager) use(ctx context.Context, id string) (_ *entry, _ *sandbox.Sandbox, done func(), _ error) {
 	e, err := m.lookup(id)
 	if err != nil {
-		return nil, err
-	}
-	if st, reason := e.status(); st != StateRunning {
-		return nil, fmt.Errorf("sandbox %q is %s (%s): destroy it and create a new one: %w", id, st, reason, errdefs.ErrFailedPrecondition)
+		return nil, nil, nil, err
 	}
 	e.touch()
-	return e, nil
+	for {
+		e.op.RLock()
+		e.mu.Lock()
+		st, reason, gone, sb := e.state, e.reason, e.gone, e.sb
+		e.mu.Unlock()
+		switch {
+		case gone:
+			e.op.RUnlock()
+			return nil, nil, nil, fmt.Errorf("sandbox %q was destroyed: %w", id, errdefs.ErrNotFound)
+		case st == StateRunning:
+			e.inflight.Add(1)
+			return e, sb, func() {
+				e.touch()
+				e.inflight.Add(-1)
+				e.op.RUnlock()
+			}, nil
+		case st == StatePaused:
+			e.op.RUnlock()
+			if err := m.resume(ctx, e); err != nil {
+				return nil, nil, nil, err
+			}
+		default:
+			e.op.RUnlock()
+			return nil, nil, nil, fmt.Errorf("sandbox %q is %s (%s): destroy it and create a new one: %w", id, st, reason, errdefs.ErrFailedPrecondition)
+		}
+	}
 }
 
-// Close stops the pools and the reaper and destroys every sandbox. New
-// requests fail with Unavailable from then on.
-func (m *Manager) Close(ctx context.Context) {
+// Close stops the pools and the reaper. With keep, it pauses every running
+// client sandbox, in parallel and within ctx, and leaves them and the
+// paused ones on disk for the next start to adopt; a sandbox that cannot
+// be paused in time is destroyed. Without keep it destroys every sandbox.
+// New requests fail with Unavailable from then on.
+func (m *Manager) Close(ctx context.Context, keep bool) {
 	m.mu.Lock()
 	m.closed = true
 	all := make([]*entry, 0, len(m.sandboxes))
@@ -146,22 +180,53 @@ func (m *Manager) Close(ctx context.Context) {
 	m.mu.Unlock()
 	m.stopReaper()
 	<-m.reaperDone
+	for range cap(m.autoPauses) {
+		m.autoPauses <- struct{}{} // waits for the automatic pauses running
+	}
 	m.snapshots.Close()
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var kept, destroyed int
 	wg.Go(m.closePools)
 	for _, e := range all {
 		wg.Go(func() {
-			if err := m.finish(ctx, e); err != nil {
+			if keep && m.keepAtShutdown(ctx, e) {
+				mu.Lock()
+				kept++
+				mu.Unlock()
+				return
+			}
+			if err := m.finish(context.WithoutCancel(ctx), e); err != nil {
 				m.log.Warn("destroying sandbox at shutdown", "sandbox", e.id, "err", err)
 			}
+			mu.Lock()
+			destroyed++
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	m.log.Info("all sandboxes destroyed", "count", len(all))
+	m.log.Info("sandboxes closed", "paused_for_next_start", kept, "destroyed", destroyed)
 	unmountNullNetNS(m.cfg.Runsc.Root)
 	if err := m.cfg.Cgroups.Close(); err != nil {
 		m.log.Warn("removing the cgroup parent", "err", err)
 	}
+}
+
+// keepAtShutdown pauses a running sandbox for the next start and reports
+// whether it is now paused on disk; a dead one, or one that fails to
+// pause, is not kept.
+func (m *Manager) keepAtShutdown(ctx context.Context, e *entry) bool {
+	switch st, _ := e.status(); st {
+	case StatePaused:
+		return true
+	case StateRunning:
+		err := m.pause(ctx, e, "daemon shutdown")
+		if err == nil {
+			return true
+		}
+		m.log.Warn("could not pause a sandbox at shutdown: destroying it", "sandbox", e.id, "err", err)
+	}
+	return false
 }
 
 // unmountNullNetNS removes the network namespace bind mount that runsc pins

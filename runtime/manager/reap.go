@@ -10,8 +10,9 @@ import (
 // resolution is a second, plenty for limits of minutes.
 const reapInterval = time.Second
 
-// reap ends sandboxes past their lifetime or idle timeout and forgets dead
-// sandboxes after DeadRetention.
+// reap ends sandboxes past their lifetime or idle timeout, pauses those
+// idle for their template's pause_after and forgets dead sandboxes after
+// DeadRetention.
 func (m *Manager) reap(ctx context.Context) {
 	defer close(m.reaperDone)
 	t := time.NewTicker(reapInterval)
@@ -29,7 +30,7 @@ func (m *Manager) reap(ctx context.Context) {
 func (m *Manager) reapOnce(ctx context.Context) {
 	n := now()
 	m.mu.Lock()
-	var expired []*entry
+	var expired, idle []*entry
 	var reasons []string
 	for id, e := range m.sandboxes {
 		st, _ := e.status()
@@ -47,9 +48,14 @@ func (m *Manager) reapOnce(ctx context.Context) {
 		case e.inflight.Load() == 0 && n.Sub(e.idleSince()) > e.tmpl.IdleTimeout:
 			expired = append(expired, e)
 			reasons = append(reasons, fmt.Sprintf("idle for more than %s", e.tmpl.IdleTimeout))
+		case st == StateRunning && e.tmpl.PauseAfter > 0 && e.inflight.Load() == 0 && n.Sub(e.idleSince()) > e.tmpl.PauseAfter:
+			idle = append(idle, e)
 		}
 	}
 	m.mu.Unlock()
+	for _, e := range idle {
+		m.autoPause(ctx, e)
+	}
 	for i, e := range expired {
 		if !e.markDead(reasons[i]) {
 			continue

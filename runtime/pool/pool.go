@@ -191,6 +191,24 @@ func (p *Pool) broadcast() {
 // errHostFull is returned when the host-wide limit stops a boot.
 var errHostFull = fmt.Errorf("host limit of sandboxes reached (policy host.max_sandboxes): destroy a sandbox first: %w", errdefs.ErrResourceExhausted)
 
+// Admit takes a place under MaxTotal and a host slot for a sandbox of the
+// template made outside the pool (a paused sandbox being resumed), without
+// waiting: ResourceExhausted when either is full. Release gives it back.
+func (p *Pool) Admit() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return fmt.Errorf("pool %q is closed: %w", p.template, errdefs.ErrUnavailable)
+	case p.total() >= p.cfg.MaxTotal:
+		return fmt.Errorf("template %q is at its limit of %d sandboxes (policy pools[].max_total): destroy one first: %w", p.template, p.cfg.MaxTotal, errdefs.ErrResourceExhausted)
+	case !p.slots.TryAcquire():
+		return errHostFull
+	}
+	p.inUse++
+	return nil
+}
+
 // Release says that a sandbox Acquire returned is gone (destroyed or dead),
 // freeing its place under MaxTotal and its host slot.
 func (p *Pool) Release() {

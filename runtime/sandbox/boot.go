@@ -78,6 +78,34 @@ func Restore(ctx context.Context, cfg Config, image string) (*Sandbox, error) {
 	})
 }
 
+// Resume restores a paused sandbox from the image its Checkpoint wrote: the
+// same sandbox again, with its ID, memory, processes and files. Unlike
+// Restore it runs no probe and reseeds nothing (a client's seeded random
+// generators must go on where they were); the agent's Ping is the
+// readiness check. On failure everything it acquired is released before
+// it returns.
+func Resume(ctx context.Context, cfg Config, image string) (*Sandbox, error) {
+	return launch(ctx, cfg, func(s *Sandbox, p *pipes, stderr *tail) error {
+		s.restored = true
+		t0 := time.Now()
+		err := cfg.Runsc.Restore(ctx, cfg.ID, runsc.RestoreOpts{
+			CreateOpts: runsc.CreateOpts{Bundle: cfg.BundleDir, Stdin: p.inR, Stdout: p.outW, Stderr: p.errW},
+			ImagePath:  image,
+			Background: true,
+		})
+		p.closeTheirs()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, stderr.text())
+		}
+		t1 := time.Now()
+		if err := s.connect(ctx, cfg, p, stderr); err != nil {
+			return err
+		}
+		s.log.Debug("sandbox resumed", "restore", t1.Sub(t0), "agent_ready", time.Since(t1))
+		return nil
+	})
+}
+
 // launch prepares what every sandbox needs (cgroup clean-up, bundle, stdio
 // pipes), then runs start, which brings the sandbox up and connects to it.
 // On failure everything acquired is released before it returns.

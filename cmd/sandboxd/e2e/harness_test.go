@@ -121,6 +121,11 @@ type daemonOpts struct {
 	stateDir string // reuse a state directory (restart tests)
 	env      []string
 	args     []string // extra daemon flags, e.g. --listen-tcp
+	// pauseOnExit keeps the daemon's default of pausing live sandboxes
+	// when it stops; other tests run with --destroy-on-exit, so that
+	// stopping a test's daemon does not spend a checkpoint on each
+	// sandbox it left.
+	pauseOnExit bool
 }
 
 // startDaemon starts sandboxd on a fresh socket and waits until its health
@@ -145,6 +150,9 @@ func startDaemon(t testing.TB, o daemonOpts) *daemon {
 	}
 	if o.policy != "" {
 		args = append(args, "--policy", o.policy)
+	}
+	if !o.pauseOnExit {
+		args = append(args, "--destroy-on-exit")
 	}
 	args = append(args, o.args...)
 	d.cmd = exec.Command(bins.sandboxd, args...)

@@ -1,0 +1,274 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
+)
+
+// pause pauses sandbox id and requires it to end up PAUSED.
+func (d *daemon) pause(t testing.TB, id string) *sandboxv1.Sandbox {
+	t.Helper()
+	sb, err := d.client.PauseSandbox(ctx(t), &sandboxv1.PauseSandboxRequest{SandboxId: id})
+	if err != nil {
+		t.Fatalf("PauseSandbox(%s): %v", id, err)
+	}
+	if sb.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_PAUSED || sb.GetPausedAt() == nil {
+		t.Fatalf("PauseSandbox(%s) = %v, paused_at %v; want PAUSED with paused_at", id, sb.GetState(), sb.GetPausedAt())
+	}
+	return sb
+}
+
+// get returns GetSandbox of id.
+func (d *daemon) get(t testing.TB, id string) *sandboxv1.Sandbox {
+	t.Helper()
+	sb, err := d.client.GetSandbox(ctx(t), &sandboxv1.GetSandboxRequest{SandboxId: id})
+	if err != nil {
+		t.Fatalf("GetSandbox(%s): %v", id, err)
+	}
+	return sb
+}
+
+// waitState waits up to wait for sandbox id to reach state.
+func (d *daemon) waitState(t testing.TB, id string, state sandboxv1.SandboxState, wait time.Duration) *sandboxv1.Sandbox {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		sb := d.get(t, id)
+		if sb.GetState() == state {
+			return sb
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandbox %s is %v (%s) after %s, want %v", id, sb.GetState(), sb.GetStateReason(), wait, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// hostCgroups returns the host cgroup directories of sandbox id.
+func hostCgroups(id string) []string {
+	var out []string
+	for _, pattern := range []string{"/sys/fs/cgroup/*/sandboxd-*/" + id, "/sys/fs/cgroup/sandboxd-*/" + id} {
+		m, _ := filepath.Glob(pattern)
+		out = append(out, m...)
+	}
+	return out
+}
+
+// setState gives sandbox id state to keep: a Python variable, files in
+// /workspace and /tmp, and a background process, whose PID it returns.
+func setState(t testing.TB, d *daemon, id, value string) string {
+	t.Helper()
+	wantOK(t, py(t, d, id, "x = "+value+"\nopen('/workspace/w.txt', 'w').write('ws-"+value+"')\nopen('/tmp/t.txt', 'w').write('tmp-"+value+"')"))
+	r := sh(t, d, id, "nohup sleep 100000 >/dev/null 2>&1 &\necho $!")
+	wantOK(t, r)
+	return strings.TrimSpace(r.stdout)
+}
+
+// wantState checks what setState left, after a pause and resume.
+func wantState(t testing.TB, d *daemon, id, value, pid string) {
+	t.Helper()
+	r := py(t, d, id, "print(x, open('/workspace/w.txt').read(), open('/tmp/t.txt').read())")
+	wantOK(t, r)
+	if want := value + " ws-" + value + " tmp-" + value + "\n"; r.stdout != want {
+		t.Errorf("sandbox %s after resume: %q, want %q", id, r.stdout, want)
+	}
+	r = sh(t, d, id, "kill -0 "+pid+" && echo alive")
+	if r.stdout != "alive\n" {
+		t.Errorf("sandbox %s: the background sleep (pid %s) is gone after resume: %q %q", id, pid, r.stdout, r.stderr)
+	}
+}
+
+// TestPauseResumeKeepsState guarantees that PauseSandbox frees the
+// sandbox's processes and cgroup and that the next Exec resumes it with
+// its interpreter state, its files in /workspace and /tmp and its
+// background processes; that a busy sandbox is not paused; and that
+// ResumeSandbox and pausing twice behave.
+func TestPauseResumeKeepsState(t *testing.T) {
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pause.yaml")})
+	id := d.create(t)
+	pid := setState(t, d, id, "42")
+	if len(hostCgroups(id)) == 0 || len(strayProcesses(d.runscRoot(), id)) == 0 {
+		t.Fatal("no cgroup or runsc process found for the running sandbox: the checks below are blind")
+	}
+
+	// A running Exec is not cut by a pause: the pause is refused.
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	busy := make(chan error, 1)
+	go func() {
+		_, err := d.tryRun(c, id, &sandboxv1.ExecRequest{SandboxId: id, Language: sandboxv1.Language_LANGUAGE_PYTHON, Code: "import time; time.sleep(3)"})
+		busy <- err
+	}()
+	time.Sleep(time.Second)
+	_, err := d.client.PauseSandbox(ctx(t), &sandboxv1.PauseSandboxRequest{SandboxId: id})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("PauseSandbox during an Exec: %v, want FAILED_PRECONDITION", err)
+	}
+	if err := <-busy; err != nil {
+		t.Fatalf("the Exec running during the refused pause: %v", err)
+	}
+
+	d.pause(t, id)
+	d.pause(t, id) // pausing a paused sandbox succeeds
+	if sb := d.get(t, id); sb.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_PAUSED {
+		t.Fatalf("GetSandbox after pause: %v", sb.GetState())
+	}
+	if got := hostCgroups(id); len(got) != 0 {
+		t.Errorf("the paused sandbox still has cgroups %v", got)
+	}
+	if got := strayProcesses(d.runscRoot(), id); len(got) != 0 {
+		t.Errorf("the paused sandbox still has processes %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(d.stateDir, "paused", id)); err != nil {
+		t.Errorf("no paused image: %v", err)
+	}
+
+	// The next Exec resumes it transparently.
+	wantState(t, d, id, "42", pid)
+	sb := d.get(t, id)
+	if sb.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_RUNNING || sb.GetPausedAt() != nil {
+		t.Errorf("after the resuming Exec: %v, paused_at %v", sb.GetState(), sb.GetPausedAt())
+	}
+	if _, err := os.Stat(filepath.Join(d.stateDir, "paused", id)); !os.IsNotExist(err) {
+		t.Errorf("the paused image is still there after the resume: %v", err)
+	}
+
+	// And explicitly, twice; a file transfer also resumes.
+	d.pause(t, id)
+	for range 2 {
+		sb, err := d.client.ResumeSandbox(ctx(t), &sandboxv1.ResumeSandboxRequest{SandboxId: id})
+		if err != nil || sb.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_RUNNING {
+			t.Fatalf("ResumeSandbox: %v %v", sb.GetState(), err)
+		}
+	}
+	d.pause(t, id)
+	data, _, err := d.download(t, id, "/workspace/w.txt")
+	if err != nil || string(data) != "ws-42" {
+		t.Fatalf("download from a paused sandbox: %q %v", data, err)
+	}
+	wantState(t, d, id, "42", pid)
+
+	// Unknown IDs.
+	for _, call := range []func() error{
+		func() error {
+			_, err := d.client.PauseSandbox(ctx(t), &sandboxv1.PauseSandboxRequest{SandboxId: "0123456789abcdef0123456789abcdef"})
+			return err
+		},
+		func() error {
+			_, err := d.client.ResumeSandbox(ctx(t), &sandboxv1.ResumeSandboxRequest{SandboxId: "0123456789abcdef0123456789abcdef"})
+			return err
+		},
+	} {
+		if err := call(); status.Code(err) != codes.NotFound {
+			t.Errorf("pause/resume of an unknown sandbox: %v, want NOT_FOUND", err)
+		}
+	}
+}
+
+// TestAutoPauseThenIdleTimeout guarantees that a sandbox idle for its
+// template's pause_after is paused by itself, and that idle_timeout still
+// ends it while paused and deletes its image.
+func TestAutoPauseThenIdleTimeout(t *testing.T) {
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pause.yaml")})
+	sb, err := d.client.CreateSandbox(ctx(t), &sandboxv1.CreateSandboxRequest{Template: "auto"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sb.SandboxId
+	wantOK(t, py(t, d, id, "x = 7"))
+	d.waitState(t, id, sandboxv1.SandboxState_SANDBOX_STATE_PAUSED, 8*time.Second)
+	if _, err := os.Stat(filepath.Join(d.stateDir, "paused", id)); err != nil {
+		t.Fatalf("auto-paused without an image: %v", err)
+	}
+	dead := d.waitState(t, id, sandboxv1.SandboxState_SANDBOX_STATE_DEAD, 15*time.Second)
+	if !strings.Contains(dead.GetStateReason(), "idle for more than 10s") {
+		t.Errorf("reason %q, want the idle timeout", dead.GetStateReason())
+	}
+	if _, err := os.Stat(filepath.Join(d.stateDir, "paused", id)); !os.IsNotExist(err) {
+		t.Errorf("the paused image outlived the sandbox: %v", err)
+	}
+}
+
+// TestCorruptPausedImageIsDataLoss guarantees that a damaged paused image
+// is never restored: the resuming call fails with DATA_LOSS naming the
+// sandbox, the sandbox is DEAD, and the daemon keeps serving.
+func TestCorruptPausedImageIsDataLoss(t *testing.T) {
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pause.yaml")})
+	id := d.create(t)
+	wantOK(t, py(t, d, id, "x = 1"))
+	d.pause(t, id)
+	files, _ := filepath.Glob(filepath.Join(d.stateDir, "paused", id, "*"))
+	var victim string
+	var size int64
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && st.Size() > size && filepath.Base(f) != "manifest.json" {
+			victim, size = f, st.Size()
+		}
+	}
+	if victim == "" {
+		t.Fatalf("no image file to corrupt in %v", files)
+	}
+	f, err := os.OpenFile(victim, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("garbage!"), size/2); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	_, err = d.tryRun(ctx(t), id, &sandboxv1.ExecRequest{SandboxId: id, Language: sandboxv1.Language_LANGUAGE_PYTHON, Code: "print(x)"})
+	if status.Code(err) != codes.DataLoss || !strings.Contains(err.Error(), id) {
+		t.Fatalf("Exec on a sandbox with a corrupt image: %v, want DATA_LOSS naming %s", err, id)
+	}
+	if sb := d.get(t, id); sb.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_DEAD {
+		t.Errorf("sandbox is %v after its image was found corrupt, want DEAD", sb.GetState())
+	}
+	wantOK(t, py(t, d, d.create(t), "print(1)"))
+}
+
+// TestRestartAdoptsPausedSandboxes guarantees that SIGTERM pauses every
+// live sandbox and that the restarted daemon lists them PAUSED and resumes
+// each with its state; a sandbox destroyed before the stop stays gone.
+func TestRestartAdoptsPausedSandboxes(t *testing.T) {
+	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pause.yaml"), pauseOnExit: true})
+	var ids, pids []string
+	for i := range 3 {
+		id := d.create(t)
+		ids = append(ids, id)
+		pids = append(pids, setState(t, d, id, strings.Repeat("9", i+1)))
+	}
+	gone := d.create(t)
+	if _, err := d.client.DestroySandbox(ctx(t), &sandboxv1.DestroySandboxRequest{SandboxId: gone}); err != nil {
+		t.Fatal(err)
+	}
+	d.stop()
+	d2 := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pause.yaml"), stateDir: d.stateDir})
+	list, err := d2.client.ListSandboxes(ctx(t), &sandboxv1.ListSandboxesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Sandboxes) != len(ids) {
+		t.Fatalf("restarted daemon lists %d sandboxes, want %d: %v", len(list.Sandboxes), len(ids), list.Sandboxes)
+	}
+	for _, sb := range list.Sandboxes {
+		if sb.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_PAUSED {
+			t.Errorf("sandbox %s is %v after the restart, want PAUSED", sb.SandboxId, sb.GetState())
+		}
+	}
+	for i, id := range ids {
+		wantState(t, d2, id, strings.Repeat("9", i+1), pids[i])
+	}
+	if _, err := d2.client.GetSandbox(ctx(t), &sandboxv1.GetSandboxRequest{SandboxId: gone}); status.Code(err) != codes.NotFound {
+		t.Errorf("the sandbox destroyed before the stop: %v, want NOT_FOUND", err)
+	}
+}

@@ -1,0 +1,198 @@
+package manager
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sandboxd/sandboxd/policy"
+	"github.com/sandboxd/sandboxd/runtime/identifiers"
+)
+
+// recordVersion is the format of the state records; a record of another
+// version is not adopted.
+const recordVersion = 1
+
+// maxRecord bounds a state record read back: a template, labels (bounded
+// by identifiers.ValidateLabels) and a few times fit in a few KiB.
+const maxRecord = 1 << 20
+
+// recordSuffix ends the file name of every state record.
+const recordSuffix = ".json"
+
+// record is what the daemon needs to adopt a sandbox after a restart: the
+// sandbox as its clients know it (template with the limits it runs with,
+// labels, times, transfer counters) and whether it was running or paused.
+type record struct {
+	Version    int               `json:"version"`
+	ID         string            `json:"id"`
+	Template   *policy.Template  `json:"template"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	Start      StartKind         `json:"start"`
+	State      State             `json:"state"`
+	PausedAt   time.Time         `json:"paused_at,omitzero"`
+	LastUsed   time.Time         `json:"last_used"`
+	Uploaded   int64             `json:"uploaded"`
+	Downloaded int64             `json:"downloaded"`
+}
+
+// envelope is a record file: the record and the SHA-256 of its bytes, so
+// that a torn or edited file is told from a valid one.
+type envelope struct {
+	SHA256 string          `json:"sha256"`
+	Record json.RawMessage `json:"record"`
+}
+
+func (m *Manager) recordsDir() string { return filepath.Join(m.cfg.StateDir, "sandboxes") }
+
+func (m *Manager) recordPath(id string) string {
+	return filepath.Join(m.recordsDir(), id+recordSuffix)
+}
+
+// recordOf captures e as a record.
+func recordOf(e *entry) record {
+	e.mu.Lock()
+	st, pausedAt := e.state, e.pausedAt
+	e.mu.Unlock()
+	return record{
+		Version: recordVersion, ID: e.id, Template: e.tmpl, Labels: e.labels,
+		CreatedAt: e.createdAt, Start: e.start, State: st, PausedAt: pausedAt,
+		LastUsed: e.idleSince(), Uploaded: e.uploaded.Load(), Downloaded: e.downloaded.Load(),
+	}
+}
+
+// saveRecord writes e's record atomically (a temporary file renamed over
+// the old one, flushed to disk). A failure is logged: the sandbox still
+// serves, it only would not survive a restart.
+func (m *Manager) saveRecord(e *entry) {
+	if err := writeRecord(m.recordsDir(), recordOf(e)); err != nil {
+		m.log.Warn("saving the sandbox's state record", "sandbox", e.id, "err", err)
+	}
+}
+
+// removeRecord deletes id's record; a missing one is fine.
+func (m *Manager) removeRecord(id string) {
+	if err := os.Remove(m.recordPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		m.log.Warn("removing the sandbox's state record", "sandbox", id, "err", err)
+	}
+}
+
+func writeRecord(dir string, r record) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encoding record: %w", err)
+	}
+	sum := sha256.Sum256(body)
+	data, err := json.Marshal(envelope{SHA256: hex.EncodeToString(sum[:]), Record: body})
+	if err != nil {
+		return fmt.Errorf("encoding record: %w", err)
+	}
+	tmp := filepath.Join(dir, "."+r.ID+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing record: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, r.ID+recordSuffix))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing record: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("flushing records directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("flushing records directory: %w", err)
+	}
+	return nil
+}
+
+// readRecord reads and checks the record file at path: the checksum must
+// match, the version be known, the ID the file's name and valid, and the
+// template present.
+func readRecord(path string) (record, error) {
+	var r record
+	f, err := os.Open(path)
+	if err != nil {
+		return r, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
+	if err != nil {
+		return r, err
+	}
+	if len(data) > maxRecord {
+		return r, fmt.Errorf("record is over %d bytes", maxRecord)
+	}
+	var env envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return r, fmt.Errorf("torn or damaged record: %w", err)
+	}
+	sum := sha256.Sum256(env.Record)
+	if hex.EncodeToString(sum[:]) != env.SHA256 {
+		return r, errors.New("record does not match its checksum")
+	}
+	if err := json.Unmarshal(env.Record, &r); err != nil {
+		return r, fmt.Errorf("decoding record: %w", err)
+	}
+	switch {
+	case r.Version != recordVersion:
+		return r, fmt.Errorf("record version %d, want %d", r.Version, recordVersion)
+	case identifiers.ValidateID(r.ID) != nil || r.ID+recordSuffix != filepath.Base(path):
+		return r, fmt.Errorf("record names sandbox %q", r.ID)
+	case r.Template == nil:
+		return r, errors.New("record has no template")
+	case r.State != StateRunning && r.State != StatePaused:
+		return r, fmt.Errorf("record state %q", r.State)
+	}
+	return r, nil
+}
+
+// scanRecords reads every record in dir. It returns the valid ones and,
+// by sandbox ID, why the others are not (torn, damaged, unknown version):
+// those sandboxes are cleaned up rather than adopted. Invalid files and
+// the temporary files of interrupted writes are removed.
+func scanRecords(dir string) (good []record, bad map[string]error, err error) {
+	bad = map[string]error{}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, de := range ents {
+		name := de.Name()
+		path := filepath.Join(dir, name)
+		id, isRecord := strings.CutSuffix(name, recordSuffix)
+		if !isRecord || strings.HasPrefix(name, ".") {
+			os.Remove(path) // an interrupted write's temporary file
+			continue
+		}
+		r, rerr := readRecord(path)
+		if rerr != nil {
+			if identifiers.ValidateID(id) == nil {
+				bad[id] = rerr
+			}
+			os.Remove(path)
+			continue
+		}
+		good = append(good, r)
+	}
+	return good, bad, nil
+}

@@ -1,0 +1,105 @@
+package manager
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/policy"
+)
+
+func testRecord(id string) record {
+	t, _ := policy.Default().Template("")
+	return record{
+		Version: recordVersion, ID: id, Template: t, Labels: map[string]string{"a": "b"},
+		CreatedAt: time.Unix(1000, 0).UTC(), Start: StartPool, State: StatePaused,
+		PausedAt: time.Unix(2000, 0).UTC(), LastUsed: time.Unix(1500, 0).UTC(), Uploaded: 10, Downloaded: 20,
+	}
+}
+
+// TestRecordRoundTrip guarantees that a written record reads back equal,
+// template and counters included.
+func TestRecordRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	id := strings.Repeat("a", 32)
+	want := testRecord(id)
+	if err := writeRecord(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	got, bad, err := scanRecords(dir)
+	if err != nil || len(bad) != 0 || len(got) != 1 {
+		t.Fatalf("scanRecords = %v, %v, %v", got, bad, err)
+	}
+	r := got[0]
+	if r.ID != id || r.State != StatePaused || r.Uploaded != 10 || r.Downloaded != 20 || !r.PausedAt.Equal(want.PausedAt) ||
+		!r.LastUsed.Equal(want.LastUsed) || r.Template.Limits != want.Template.Limits || r.Template.IdleTimeout != want.Template.IdleTimeout || r.Labels["a"] != "b" {
+		t.Errorf("read back %+v, want %+v", r, want)
+	}
+}
+
+// TestDamagedRecordsAreNotAdopted guarantees that a torn, edited, foreign
+// or renamed record is reported as bad (its sandbox is cleaned up, never
+// half-adopted) and removed, and that a temporary file of an interrupted
+// write is removed without a report.
+func TestDamagedRecordsAreNotAdopted(t *testing.T) {
+	id := strings.Repeat("b", 32)
+	for _, tc := range []struct {
+		name   string
+		damage func(path string, data []byte) []byte
+		want   string
+	}{
+		{"torn", func(_ string, d []byte) []byte { return d[:len(d)/2] }, "torn or damaged"},
+		{"counter edited", func(_ string, d []byte) []byte {
+			return []byte(strings.Replace(string(d), `"uploaded":10`, `"uploaded":99`, 1))
+		}, "checksum"},
+		{"value edited", func(_ string, d []byte) []byte { return []byte(strings.Replace(string(d), "paused", "runnin", 1)) }, "checksum"},
+		{"empty", func(string, []byte) []byte { return nil }, "torn or damaged"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := writeRecord(dir, testRecord(id)); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, id+recordSuffix)
+			data, _ := os.ReadFile(path)
+			os.WriteFile(path, tc.damage(path, data), 0o600)
+			good, bad, err := scanRecords(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(good) != 0 || bad[id] == nil {
+				t.Fatalf("good %v, bad %v: want the record reported bad", good, bad)
+			}
+			if tc.want != "" && !strings.Contains(bad[id].Error(), tc.want) {
+				t.Errorf("error %q, want %q", bad[id], tc.want)
+			}
+			if _, err := os.Stat(path); !os.IsNotExist(err) {
+				t.Errorf("the bad record was left in place")
+			}
+		})
+	}
+	t.Run("renamed", func(t *testing.T) {
+		dir := t.TempDir()
+		other := strings.Repeat("c", 32)
+		writeRecord(dir, testRecord(id))
+		os.Rename(filepath.Join(dir, id+recordSuffix), filepath.Join(dir, other+recordSuffix))
+		_, bad, _ := scanRecords(dir)
+		if bad[other] == nil || !strings.Contains(bad[other].Error(), "names sandbox") {
+			t.Errorf("bad = %v, want the renamed record refused", bad)
+		}
+	})
+	t.Run("temporary file", func(t *testing.T) {
+		dir := t.TempDir()
+		tmp := filepath.Join(dir, "."+id+".tmp")
+		os.WriteFile(tmp, []byte("{"), 0o600)
+		good, bad, _ := scanRecords(dir)
+		if len(good) != 0 || len(bad) != 0 {
+			t.Errorf("good %v bad %v, want nothing", good, bad)
+		}
+		if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+			t.Errorf("temporary file left")
+		}
+	})
+}
