@@ -6,6 +6,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/sandboxd/sandboxd/runtime/holder"
 )
 
 // Set at build time by the Makefile (-ldflags -X) to the cached runsc binary
@@ -20,6 +22,9 @@ func main() {
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "check-policy" {
 		os.Exit(checkPolicy(args[1:], os.Stdout, os.Stderr))
+	}
+	if len(args) > 0 && args[0] == holder.Subcommand {
+		os.Exit(holder.Main(args[1:]))
 	}
 	if err := runDaemon(args); err != nil {
 		fmt.Fprintf(os.Stderr, "sandboxd: %v\n", err)

@@ -9,6 +9,13 @@ import (
 	"github.com/sandboxd/sandboxd/runtime/snapshot"
 )
 
+func (m *Manager) holdersDir() string { return filepath.Join(m.cfg.StateDir, "holders") }
+
+// holderSocket is where the holder of sandbox id's pipes listens.
+func (m *Manager) holderSocket(id string) string {
+	return filepath.Join(m.holdersDir(), id+".sock")
+}
+
 // adopt takes over the sandboxes an earlier run of the daemon left in the
 // state directory: each valid state record of a paused sandbox whose image
 // is complete becomes a paused sandbox again, with its ID, template,
@@ -17,7 +24,7 @@ import (
 // records, records of sandboxes that were running (they died with the
 // daemon), images without a record and half-written images.
 func (m *Manager) adopt() error {
-	for _, dir := range []string{m.recordsDir(), m.pausedDir()} {
+	for _, dir := range []string{m.recordsDir(), m.pausedDir(), m.holdersDir()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("creating %s: %w", dir, err)
 		}

@@ -189,6 +189,7 @@ func (m *Manager) sandboxConfig(id string, t *policy.Template) sandbox.Config {
 		PythonAddressSpace: t.Limits.PythonAddressSpace,
 		WarmImports:        t.WarmImports,
 		Logger:             m.log,
+		HolderSocket:       m.holderSocket(id),
 	}
 }
 

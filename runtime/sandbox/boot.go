@@ -9,6 +9,7 @@ import (
 	"time"
 
 	agentv1 "github.com/sandboxd/sandboxd/proto/agent/v1"
+	"github.com/sandboxd/sandboxd/runtime/holder"
 	"github.com/sandboxd/sandboxd/runtime/ocispec"
 	"github.com/sandboxd/sandboxd/runtime/runsc"
 )
@@ -138,6 +139,14 @@ func launch(ctx context.Context, cfg Config, start func(*Sandbox, *pipes, *tail)
 		return nil, err
 	}
 	s.undo.Push("closing pipes", func(context.Context) error { p.closeOurs(); return nil })
+	if sock := cfg.HolderSocket; sock != "" {
+		if _, err := holder.Spawn(ctx, sock, []*os.File{p.inW, p.outR, p.errR}); err != nil {
+			return nil, err
+		}
+		// Released before the pipes close (the stack runs in reverse), so
+		// nothing keeps the sandbox's stdio open once it is torn down.
+		s.undo.Push("releasing holder", func(ctx context.Context) error { return ignoreGone(holder.Release(ctx, sock)) })
+	}
 	stderr := newTail(s.log)
 	go stderr.drain(p.errR)
 

@@ -51,6 +51,11 @@ type Config struct {
 	Cgroup *cgroups.Group
 	// Logger receives the sandbox's events and its agent's stderr.
 	Logger *slog.Logger
+	// HolderSocket, if set, is where a holder process (runtime/holder)
+	// listens that keeps a copy of the daemon's ends of the sandbox's
+	// pipes, so that the sandbox outlives a crash of the daemon and a new
+	// one can adopt it (Adopt). Empty: no holder.
+	HolderSocket string
 }
 
 // Sandbox is a booted sandbox. Its methods are safe for concurrent use.
