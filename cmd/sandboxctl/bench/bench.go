@@ -52,6 +52,7 @@ const (
 	scenarioBoot      = "boot"
 	scenarioBootReady = "boot-ready"
 	scenarioExec      = "exec"
+	scenarioResume    = "resume"
 	scenarioFiles     = "files"
 	scenarioBurst     = "burst"
 	scenarioRefill    = "refill"
@@ -61,7 +62,8 @@ const (
 // allScenarios lists every scenario in run order.
 var allScenarios = []string{
 	scenarioWarm, scenarioCold, scenarioColdReady, scenarioBoot, scenarioBootReady,
-	scenarioExec, scenarioFiles, scenarioBurst, scenarioRefill, scenarioMemory,
+	scenarioExec, scenarioResume, scenarioFiles, scenarioBurst, scenarioRefill,
+	scenarioMemory,
 }
 
 // Options are the flags of bench, set by parsing the flag set that AddFlags
@@ -118,6 +120,14 @@ Scenarios (--scenarios, comma-separated; default all; "none" with
   boot-ready  Like cold-ready with bypass_snapshot.
   exec        In one live sandbox, the round trip of a trivial Exec: rows
               exec-python ("pass") and exec-bash ("true").
+  resume      In one sandbox from the pool that ran "x = 1" (untimed), pause
+              the sandbox (PauseSandbox, untimed; it must answer PAUSED),
+              then time an Exec print(x) until its result arrives with
+              stdout "1\n": the daemon resumes the sandbox, with its state,
+              before it runs the code. The same sandbox is paused and resumed
+              in every run; after a failed run bench replaces it (untimed).
+              Under VS, resume is compared with cold, a restore of the
+              template's snapshot.
   files       Upload, then Download, of a random file (--file-mib, 1 MiB
               chunks) in one live sandbox: rows files-upload and
               files-download, with MiB/s; a download that differs from the
@@ -165,7 +175,8 @@ counted, not fatal. The table gives p50, p90, p99 (nearest rank: an observed
 sample), max and mean in milliseconds and, under VS, the ratio of each
 scenario to its baselines (warm, cold and boot vs runsc-run, runc-run and
 host-python; cold-ready and boot-ready vs runsc-run-imports; exec-python
-vs runsc-exec); memory has a section of its own.
+vs runsc-exec) and of resume to cold, shown whenever both rows ran; memory
+has a section of its own.
 
 --json FILE writes the results with every sample, the ratios and the host
 (hostname, kernel, cores, memory, runsc version, date); --csv FILE one row

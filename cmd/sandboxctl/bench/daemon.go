@@ -10,6 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/sandboxd/sandboxd/cmd/sandboxctl/internal/filestream"
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
@@ -141,20 +145,31 @@ type execOutput struct {
 // exec runs code in sandbox id and returns as soon as the result event
 // arrives, with the output before it (each capped at maxCapturedOutput).
 func (d *daemonBench) exec(ctx context.Context, id string, lang sandboxv1.Language, code string) (execOutput, error) {
+	out, _, err := d.execCall(ctx, id, lang, code, false)
+	return out, err
+}
+
+// execCall runs code in sandbox id and returns the output up to the result
+// event (each capped at maxCapturedOutput) and when that event arrived.
+// Without drain it returns at once and cancels the rest of the call. With
+// drain it first reads the stream until the daemon ends the call: the
+// daemon holds the sandbox until its Exec handler returns, a little after
+// the result, and PauseSandbox refuses a sandbox that is still held.
+func (d *daemonBench) execCall(ctx context.Context, id string, lang sandboxv1.Language, code string, drain bool) (execOutput, time.Time, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := d.client.Exec(ctx, &sandboxv1.ExecRequest{SandboxId: id, Language: lang, Code: code})
 	if err != nil {
-		return execOutput{}, err
+		return execOutput{}, time.Time{}, err
 	}
 	var stdout, stderr cappedBuffer
 	for {
 		ev, err := stream.Recv()
 		if err == io.EOF {
-			return execOutput{}, errors.New("the daemon ended the exec without a result")
+			return execOutput{}, time.Time{}, errors.New("the daemon ended the exec without a result")
 		}
 		if err != nil {
-			return execOutput{}, err
+			return execOutput{}, time.Time{}, err
 		}
 		switch e := ev.GetEvent().(type) {
 		case *sandboxv1.ExecEvent_Stdout:
@@ -162,9 +177,44 @@ func (d *daemonBench) exec(ctx context.Context, id string, lang sandboxv1.Langua
 		case *sandboxv1.ExecEvent_Stderr:
 			stderr.Write(e.Stderr)
 		case *sandboxv1.ExecEvent_Result:
-			return execOutput{stdout.String(), stderr.String(), e.Result}, nil
+			at := time.Now()
+			out := execOutput{stdout.String(), stderr.String(), e.Result}
+			if drain {
+				err = drainExec(stream)
+			}
+			return out, at, err
 		}
 	}
+}
+
+// drainExec reads what follows an Exec's result until the daemon ends the
+// call: nothing, on success.
+func drainExec(stream grpc.ServerStreamingClient[sandboxv1.ExecEvent]) error {
+	for {
+		_, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("the daemon failed the exec after its result: %w", err)
+		}
+	}
+}
+
+// pause pauses sandbox id and checks that the daemon answers that it is
+// paused. A daemon that predates PauseSandbox gets an error that says so.
+func (d *daemonBench) pause(ctx context.Context, id string) error {
+	sb, err := d.client.PauseSandbox(ctx, &sandboxv1.PauseSandboxRequest{SandboxId: id})
+	if status.Code(err) == codes.Unimplemented {
+		return errors.New("this daemon does not implement PauseSandbox (it predates pause)")
+	}
+	if err != nil {
+		return err
+	}
+	if st := sb.GetState(); st != sandboxv1.SandboxState_SANDBOX_STATE_PAUSED {
+		return fmt.Errorf("PauseSandbox answered state %s, want %s", st, sandboxv1.SandboxState_SANDBOX_STATE_PAUSED)
+	}
+	return nil
 }
 
 // check returns why out is not a successful run that printed want.

@@ -291,8 +291,11 @@ func (h *harness) describeErr(err error) string {
 func (h *harness) results() []*series { return h.order }
 
 // msSince returns the time since start in milliseconds.
-func msSince(start time.Time) float64 {
-	return float64(time.Since(start)) / float64(time.Millisecond)
+func msSince(start time.Time) float64 { return msBetween(start, time.Now()) }
+
+// msBetween returns the time from start to end in milliseconds.
+func msBetween(start, end time.Time) float64 {
+	return float64(end.Sub(start)) / float64(time.Millisecond)
 }
 
 // roundMS rounds a latency to the microsecond: finer digits are clock noise

@@ -20,8 +20,11 @@ const benchSchema = "sandboxctl-bench/1"
 const percentileMethod = "nearest-rank"
 
 // benchComparisons are the ratios the report gives: each scenario row
-// against the baselines that do the same work without sandboxd. A pair is
-// reported when both rows ran.
+// against the baselines that do the same work without sandboxd, and
+// resume against cold: a paused sandbox brought back to run code against
+// a new one restored from the template's snapshot (cold's setup waits for
+// the snapshot, so its runs are restores when it is ready; startNotes says
+// when they were not). A pair is reported when both rows ran.
 var benchComparisons = []struct{ scenario, baseline string }{
 	{scenarioWarm, baselineRunscRun},
 	{scenarioWarm, baselineRuncRun},
@@ -35,6 +38,7 @@ var benchComparisons = []struct{ scenario, baseline string }{
 	{scenarioBoot, baselineHostPython},
 	{scenarioBootReady, baselineRunscRunImports},
 	{rowExecPython, baselineRunscExec},
+	{scenarioResume, scenarioCold},
 }
 
 // benchReport is the outcome of a benchmark: the JSON report (--json), and
@@ -131,6 +135,8 @@ type benchResult struct {
 
 // comparison is a scenario's latency over a baseline's: 3.5 means the
 // scenario took 3.5 times as long. Null when either had no success.
+// Baseline names the row the scenario is measured against: a baseline, or
+// for resume the cold scenario.
 type comparison struct {
 	Scenario  string   `json:"scenario"`
 	Baseline  string   `json:"baseline"`
@@ -150,7 +156,7 @@ func newReport(rows []*series, m machineInfo, cfg benchConfig) *benchReport {
 	}
 	for _, c := range benchComparisons {
 		sc, bl := byName[c.scenario], byName[c.baseline]
-		if sc == nil || bl == nil || sc.Kind != kindScenario || bl.Kind != kindBaseline {
+		if sc == nil || bl == nil || sc.Kind != kindScenario || (bl.Kind != kindBaseline && bl.Kind != kindScenario) {
 			continue
 		}
 		rep.VS = append(rep.VS, comparison{

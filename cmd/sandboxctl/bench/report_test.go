@@ -96,6 +96,33 @@ func TestReportComparisons(t *testing.T) {
 	}
 }
 
+// TestReportResumeVsCold guarantees the one ratio of two scenarios: resume
+// over cold, reported whenever both ran (also without baselines) and shown
+// under VS; resume alone has none.
+func TestReportResumeVsCold(t *testing.T) {
+	rows := []*series{
+		{Name: scenarioCold, Kind: kindScenario, Runs: 2, Samples: []float64{200, 300}, Creates: 2, ColdStarts: 2, Restores: 2},
+		{Name: scenarioResume, Kind: kindScenario, Runs: 2, Samples: []float64{100, 200}},
+	}
+	rep := newReport(rows, machineInfo{}, benchConfig{Runs: 2})
+	if len(rep.VS) != 1 {
+		t.Fatalf("VS = %+v, want resume / cold alone", rep.VS)
+	}
+	if c := rep.VS[0]; c.Scenario != scenarioResume || c.Baseline != scenarioCold || deref(c.P50Ratio) != 0.5 || deref(c.MeanRatio) != 0.6 {
+		t.Errorf("VS = %+v (p50 %v, mean %v), want resume / cold 0.50x, 0.60x", c, deref(c.P50Ratio), deref(c.MeanRatio))
+	}
+	var b bytes.Buffer
+	if err := writeTable(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "resume / cold  0.50x      0.60x") {
+		t.Errorf("table lacks resume / cold:\n%s", b.String())
+	}
+	if rep := newReport(rows[1:], machineInfo{}, benchConfig{Runs: 2}); len(rep.VS) != 0 {
+		t.Errorf("VS without cold = %+v, want none", rep.VS)
+	}
+}
+
 // TestWriteTable guarantees the text report: the host line, a SCENARIO and a
 // BASELINE section with a row each and the documented columns, notes for
 // pool hits, rates and failures, and the VS section.

@@ -56,6 +56,8 @@ func (d *daemonBench) items(o *Options) []*benchItem {
 			items = append(items, d.createItem(scenarioBootReady, bypassSnapshot, warmImportsCode, ""))
 		case scenarioExec:
 			items = append(items, d.execItem())
+		case scenarioResume:
+			items = append(items, d.resumeItem())
 		case scenarioFiles:
 			items = append(items, d.filesItem(o.fileMiB<<20))
 		case scenarioBurst:

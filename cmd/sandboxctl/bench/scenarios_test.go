@@ -31,10 +31,14 @@ import (
 // (cold_start and start say which), a cold create is restored when the
 // snapshot is ready and booted otherwise, the pool refills after refill,
 // GetSandbox reports a memory usage by start kind, Exec understands the
-// scenarios' code, and files are kept per sandbox. With procs, each
-// sandbox has a host process with its ID in the command line, as runsc's
-// have. A legacy fake is a daemon that predates pools and snapshots: it
-// does not implement ListPools and never says how a sandbox started.
+// scenarios' code (x = 1 sets x, which print(x) prints), and files are kept
+// per sandbox. PauseSandbox pauses an idle sandbox after pauseDelay and
+// refuses a busy one (an Exec not yet ended, up to execTail after its
+// result) as the daemon does; an Exec of a paused sandbox resumes it after
+// resumeDelay. With procs, each sandbox has a host process with its ID in
+// the command line, as runsc's have. A legacy fake is a daemon that
+// predates pools, snapshots and pause: it does not implement ListPools and
+// PauseSandbox and never says how a sandbox started.
 type benchFake struct {
 	sandboxv1.UnimplementedSandboxServiceServer
 
@@ -49,6 +53,13 @@ type benchFake struct {
 	// execHook, if set, runs at the start of every Exec with its number
 	// (from 1); a non-nil result is the Exec's failure.
 	execHook func(n int, req *sandboxv1.ExecRequest) error
+	// pauseHook, if set, runs at the start of every PauseSandbox with its
+	// number (from 1); a non-nil answer or error is the call's.
+	pauseHook func(n int) (*sandboxv1.Sandbox, error)
+	// pauseDelay is how long a pause takes, resumeDelay how long an Exec
+	// of a paused sandbox takes to resume it, and execTail how long an
+	// Exec holds the sandbox after it sent its result.
+	pauseDelay, resumeDelay, execTail time.Duration
 
 	mu        sync.Mutex
 	idle      int32
@@ -58,9 +69,14 @@ type benchFake struct {
 	starts    map[string]sandboxv1.StartKind // sandbox ID -> how it started
 	cmds      map[string]*exec.Cmd           // sandbox ID -> its host process, with procs
 	files     map[string][]byte              // ID + "/" + path -> contents
+	vars      map[string]bool                // sandbox ID -> x is set (resumeSetCode ran)
+	paused    map[string]bool                // sandbox ID -> paused
+	busy      map[string]int                 // sandbox ID -> Execs not yet ended
 	creates   []*sandboxv1.CreateSandboxRequest
 	codes     []string
 	execs     int
+	pauses    int // PauseSandbox calls
+	resumes   int // Execs that resumed a paused sandbox
 	maxChunk  int
 	maxLive   int
 	destroyed int
@@ -79,6 +95,7 @@ func newBenchFake(targetIdle int32) *benchFake {
 		snapshot: sandboxv1.SnapshotState_SNAPSHOT_STATE_READY,
 		live:     map[string]map[string]string{}, starts: map[string]sandboxv1.StartKind{},
 		cmds: map[string]*exec.Cmd{}, files: map[string][]byte{},
+		vars: map[string]bool{}, paused: map[string]bool{}, busy: map[string]int{},
 	}
 }
 
@@ -186,6 +203,8 @@ func (f *benchFake) DestroySandbox(_ context.Context, req *sandboxv1.DestroySand
 	delete(f.live, id)
 	delete(f.starts, id)
 	delete(f.cmds, id)
+	delete(f.vars, id)
+	delete(f.paused, id)
 	return &sandboxv1.DestroySandboxResponse{}, nil
 }
 
@@ -225,26 +244,48 @@ func (f *benchFake) locked(fn func()) {
 	fn()
 }
 
-// fakeOutputs is what the fake's Exec prints for the code bench runs.
-var fakeOutputs = map[string]string{printCode: "1\n", execPythonCode: "", execBashCode: "", warmImportsCode: ""}
+// fakeOutputs is what the fake's Exec prints for the code bench runs
+// (resumeCode only where resumeSetCode ran).
+var fakeOutputs = map[string]string{printCode: "1\n", execPythonCode: "", execBashCode: "", warmImportsCode: "", resumeSetCode: ""}
 
 func (f *benchFake) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreamingServer[sandboxv1.ExecEvent]) error {
+	id := req.GetSandboxId()
 	f.mu.Lock()
 	f.execs++
 	n := f.execs
 	f.codes = append(f.codes, req.GetLanguage().String()+":"+req.GetCode())
-	_, ok := f.live[req.GetSandboxId()]
-	hook := f.execHook
+	_, ok := f.live[id]
+	hook, wasPaused, tail := f.execHook, f.paused[id], f.execTail
+	if ok {
+		f.busy[id]++
+	}
 	f.mu.Unlock()
 	if !ok {
-		return status.Errorf(codes.NotFound, "sandbox %q not found", req.GetSandboxId())
+		return status.Errorf(codes.NotFound, "sandbox %q not found", id)
 	}
+	defer f.locked(func() { f.busy[id]-- })
 	if hook != nil {
 		if err := hook(n, req); err != nil {
 			return err
 		}
 	}
+	if wasPaused {
+		time.Sleep(f.resumeDelay)
+		f.locked(func() {
+			f.paused[id] = false
+			f.resumes++
+		})
+	}
 	out, known := fakeOutputs[req.GetCode()]
+	f.locked(func() {
+		switch req.GetCode() {
+		case resumeSetCode:
+			f.vars[id] = true
+		case resumeCode:
+			out, known = resumeWant, f.vars[id]
+		}
+	})
+	defer time.Sleep(tail) // the Exec ends a little after its result
 	if !known {
 		return stream.Send(resultEvent(&sandboxv1.ExecResult{Status: sandboxv1.ExecStatus_EXEC_STATUS_ERROR, ExitCode: 1, ErrorName: "NameError"}))
 	}
@@ -254,6 +295,36 @@ func (f *benchFake) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreaming
 		}
 	}
 	return stream.Send(resultEvent(&sandboxv1.ExecResult{Status: sandboxv1.ExecStatus_EXEC_STATUS_OK}))
+}
+
+func (f *benchFake) PauseSandbox(_ context.Context, req *sandboxv1.PauseSandboxRequest) (*sandboxv1.Sandbox, error) {
+	id := req.GetSandboxId()
+	f.mu.Lock()
+	f.pauses++
+	n, hook := f.pauses, f.pauseHook
+	f.mu.Unlock()
+	if f.legacy {
+		return nil, status.Error(codes.Unimplemented, "unknown method PauseSandbox")
+	}
+	if hook != nil {
+		if sb, err := hook(n); sb != nil || err != nil {
+			return sb, err
+		}
+	}
+	f.mu.Lock()
+	_, ok := f.live[id]
+	busy, paused := f.busy[id] > 0, f.paused[id]
+	f.mu.Unlock()
+	switch {
+	case !ok:
+		return nil, status.Errorf(codes.NotFound, "sandbox %q not found", id)
+	case busy:
+		return nil, status.Errorf(codes.FailedPrecondition, "sandbox %q is busy (an Exec or a file transfer is running, or it is being resumed): pause it when it is idle", id)
+	case !paused:
+		time.Sleep(f.pauseDelay)
+		f.locked(func() { f.paused[id] = true })
+	}
+	return &sandboxv1.Sandbox{SandboxId: id, State: sandboxv1.SandboxState_SANDBOX_STATE_PAUSED}, nil
 }
 
 // resultEvent wraps r as the last event of an Exec stream.
@@ -451,7 +522,9 @@ func readBenchJSON(t *testing.T, path string) benchJSON {
 // daemon with a pool and a ready snapshot: every row with its runs; warm
 // runs served warm after bench waited for the refill, cold runs restored
 // and boot runs booted (bypass_snapshot and bypass_pool set); the -ready
-// rows run the warm imports; exec runs Python and bash; files moves the
+// rows run the warm imports; exec runs Python and bash; resume pauses a
+// sandbox and prints the variable it set before, and VS compares it with
+// cold, the only ratio without baselines; files moves the
 // file in 1 MiB chunks and checks it; burst runs K = 2 x target_idle at
 // once for ceil(N/K) rounds; refill drains the pool of 2 and reports its
 // rate; memory reports the cgroup usage of a restored and a booted
@@ -470,7 +543,7 @@ func TestBenchAllScenarios(t *testing.T) {
 	rep := readBenchJSON(t, jsonPath)
 	want := map[string]int{ // timed runs per row
 		"warm": 3, "cold": 3, "cold-ready": 3, "boot": 3, "boot-ready": 3, "exec-python": 3, "exec-bash": 3,
-		"files-upload": 3, "files-download": 3,
+		"resume": 3, "files-upload": 3, "files-download": 3,
 		"burst":  4, // K = 2 x target_idle = 4, ceil(3/4) = 1 round of 4
 		"refill": 3, "memory-restore": 3, "memory-boot": 3,
 	}
@@ -518,15 +591,15 @@ func TestBenchAllScenarios(t *testing.T) {
 			t.Errorf("%s: cgroup %v MiB, want the fake's", res.Name, deref(res.CgroupMiBP50))
 		}
 	}
-	if got := strings.Join(names, ","); got != "warm,cold,cold-ready,boot,boot-ready,exec-python,exec-bash,files-upload,files-download,burst,refill,memory-restore,memory-boot" {
+	if got := strings.Join(names, ","); got != "warm,cold,cold-ready,boot,boot-ready,exec-python,exec-bash,resume,files-upload,files-download,burst,refill,memory-restore,memory-boot" {
 		t.Errorf("rows = %s", got)
 	}
 	if rep.Config.BurstConcurrency != 4 || rep.Config.FileBytes != 2<<20 || len(rep.Pools) != 1 || rep.Pools[0].TargetIdle != 2 ||
 		rep.Pools[0].Snapshot != "ready" || rep.Pools[0].SnapshotBytes != 64<<20 {
 		t.Errorf("config = %+v, pools = %+v", rep.Config, rep.Pools)
 	}
-	if len(rep.VS) != 0 {
-		t.Errorf("vs = %v, want none without baselines", rep.VS)
+	if len(rep.VS) != 1 || rep.VS[0].Scenario != "resume" || rep.VS[0].Baseline != "cold" || rep.VS[0].P50Ratio == nil {
+		t.Errorf("vs = %v, want resume / cold alone without baselines", rep.VS)
 	}
 
 	f.locked(func() {
@@ -551,7 +624,11 @@ func TestBenchAllScenarios(t *testing.T) {
 		if f.maxChunk != benchFileChunk {
 			t.Errorf("largest upload chunk %d bytes, want %d", f.maxChunk, benchFileChunk)
 		}
-		for _, code := range []string{"LANGUAGE_PYTHON:" + printCode, "LANGUAGE_PYTHON:" + warmImportsCode, "LANGUAGE_PYTHON:pass", "LANGUAGE_BASH:true"} {
+		if f.pauses != 1+4 || f.resumes != 4 { // setup, then each run with the warm-up
+			t.Errorf("%d pauses, %d resumes; want 5 and 4", f.pauses, f.resumes)
+		}
+		for _, code := range []string{"LANGUAGE_PYTHON:" + printCode, "LANGUAGE_PYTHON:" + warmImportsCode, "LANGUAGE_PYTHON:pass", "LANGUAGE_BASH:true",
+			"LANGUAGE_PYTHON:x = 1", "LANGUAGE_PYTHON:print(x)"} {
 			if !slices.Contains(f.codes, code) {
 				t.Errorf("no exec of %q", code)
 			}
@@ -559,7 +636,7 @@ func TestBenchAllScenarios(t *testing.T) {
 	})
 
 	for _, s := range []string{"SCENARIO", "warm", "pool hits 3/3", "restored 3/3", "booted 3/3", "pool hits 2/4, restored 2/4",
-		"MiB/s at p50", "sandboxes/s at p50 (2 a refill)", "burst", "MEMORY", "CGROUP MiB", "0.40x memory-boot's cgroup"} {
+		"MiB/s at p50", "sandboxes/s at p50 (2 a refill)", "burst", "MEMORY", "CGROUP MiB", "0.40x memory-boot's cgroup", "resume / cold"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("table lacks %q:\n%s", s, r.stdout)
 		}
@@ -577,8 +654,8 @@ func TestBenchAllScenarios(t *testing.T) {
 		t.Errorf("a note on a snapshot that was ready all along:\n%s", r.stderr)
 	}
 	csvData, _ := os.ReadFile(csvPath)
-	if lines := strings.Split(strings.TrimSpace(string(csvData)), "\n"); len(lines) != 14 {
-		t.Errorf("CSV has %d lines, want header + 13 rows:\n%s", len(lines), csvData)
+	if lines := strings.Split(strings.TrimSpace(string(csvData)), "\n"); len(lines) != 15 {
+		t.Errorf("CSV has %d lines, want header + 14 rows:\n%s", len(lines), csvData)
 	}
 	if svg, _ := os.ReadFile(plotPath); !bytes.Contains(svg, []byte("<svg")) {
 		t.Errorf("plot is not an SVG: %.100s", svg)
@@ -637,6 +714,143 @@ func TestBenchWaitsForSnapshot(t *testing.T) {
 			t.Errorf("%s: table lacks booted 2/2:\n%s", tc.state, r.stdout)
 		}
 	}
+}
+
+// TestBenchResume guarantees the resume scenario: one sandbox from the
+// pool runs x = 1 once; each run pauses it, untimed, and times an Exec of
+// print(x) that resumes it, only until its result: neither the pause nor
+// the end of the Exec after its result is timed, and the next pause waits
+// for that end (the fake refuses a pause while an Exec holds the sandbox);
+// the sandbox is destroyed at the end; VS gives resume over cold.
+func TestBenchResume(t *testing.T) {
+	const (
+		pauseDelay  = 250 * time.Millisecond
+		resumeDelay = 50 * time.Millisecond
+		execTail    = 250 * time.Millisecond
+	)
+	f := newBenchFake(1)
+	f.pauseDelay, f.resumeDelay, f.execTail = pauseDelay, resumeDelay, execTail
+	addr := startBenchFake(t, f)
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	r := runOn(t, addr, "--scenarios", "resume,cold", "-n", "3", "--warmup", "1", "--json", jsonPath)
+	wantOK(t, r)
+	rep := readBenchJSON(t, jsonPath)
+	var resume, cold float64
+	for _, res := range rep.Results {
+		if res.Runs != 3 || res.Successes != 3 {
+			t.Fatalf("%s: %d runs, %d successes (errors %q); want 3 successful runs", res.Name, res.Runs, res.Successes, res.Errors)
+		}
+		switch res.Name {
+		case "resume":
+			resume = *res.P50MS
+			if res.Creates != nil {
+				t.Errorf("resume counts %d creates: its sandbox is created at setup, untimed", *res.Creates)
+			}
+			for _, ms := range res.SamplesMS {
+				// The pause or the Exec's tail would add 250 ms.
+				if ms < float64(resumeDelay/time.Millisecond) || ms >= float64((resumeDelay+execTail)/time.Millisecond) {
+					t.Errorf("resume took %v ms, want the resume (%v) and not the pause (%v) or the Exec's tail (%v)", ms, resumeDelay, pauseDelay, execTail)
+				}
+			}
+		case "cold":
+			cold = *res.P50MS
+		}
+	}
+	if rep.Results[0].Name != "cold" || rep.Results[1].Name != "resume" {
+		t.Errorf("rows %s, %s; want cold before resume", rep.Results[0].Name, rep.Results[1].Name)
+	}
+	if len(rep.VS) != 1 || rep.VS[0].Scenario != "resume" || rep.VS[0].Baseline != "cold" || deref(rep.VS[0].P50Ratio) != ratio(resume, cold) {
+		t.Errorf("vs = %+v, want resume / cold = %v", rep.VS, ratio(resume, cold))
+	}
+	if !strings.Contains(r.stdout, "resume / cold") {
+		t.Errorf("table lacks resume / cold:\n%s", r.stdout)
+	}
+	f.locked(func() {
+		var creates int
+		for _, c := range f.creates {
+			if !c.GetBypassPool() {
+				creates++ // resume's; cold's bypass the pool
+			}
+		}
+		if creates != 1 || f.pauses != 1+4 || f.resumes != 4 || len(f.live) != 0 {
+			t.Errorf("resume: %d creates, %d pauses, %d resumes, sandboxes left %v; want 1 from the pool, 5 pauses (setup and each run), 4 resumes, none left",
+				creates, f.pauses, f.resumes, f.live)
+		}
+		if n := slices.Index(f.codes, "LANGUAGE_PYTHON:x = 1"); n < 0 || slices.Contains(f.codes[n+1:], "LANGUAGE_PYTHON:x = 1") {
+			t.Errorf("execs %q, want x = 1 once", f.codes)
+		}
+	})
+}
+
+// TestBenchResumeFailures guarantees that resume counts a failed pause, a
+// pause the daemon answers with another state than PAUSED and a failed
+// resume as failed runs with their step, and replaces the sandbox after
+// each (a failed pause or resume may have ended it), untimed; every
+// sandbox is destroyed.
+func TestBenchResumeFailures(t *testing.T) {
+	f := newBenchFake(1)
+	f.pauseHook = func(n int) (*sandboxv1.Sandbox, error) {
+		switch n { // 1 is setup's
+		case 2:
+			return nil, status.Error(codes.Internal, "checkpoint failed")
+		case 3:
+			return &sandboxv1.Sandbox{State: sandboxv1.SandboxState_SANDBOX_STATE_RUNNING}, nil
+		}
+		return nil, nil
+	}
+	var prints int
+	f.execHook = func(_ int, req *sandboxv1.ExecRequest) error {
+		if req.GetCode() != resumeCode {
+			return nil
+		}
+		if prints++; prints == 1 {
+			return status.Error(codes.DataLoss, "the paused image is damaged")
+		}
+		return nil
+	}
+	addr := startBenchFake(t, f)
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	r := runOn(t, addr, "--scenarios", "resume", "-n", "5", "--warmup", "0", "--json", jsonPath)
+	wantOK(t, r)
+	res := readBenchJSON(t, jsonPath).Results[0]
+	wantErrs := []string{
+		"pause: checkpoint failed (internal)",
+		"pause: PauseSandbox answered state SANDBOX_STATE_RUNNING, want SANDBOX_STATE_PAUSED",
+		"exec: the paused image is damaged (dataloss)",
+	}
+	if res.Runs != 5 || res.Successes != 2 || !slices.Equal(res.Errors, wantErrs) {
+		t.Errorf("resume = %d runs, %d successes, errors %q; want 5 runs, 2 successes, errors %q", res.Runs, res.Successes, res.Errors, wantErrs)
+	}
+	for i, e := range wantErrs {
+		if s := fmt.Sprintf("sandboxctl: bench: resume: run %d failed: %s", i+1, e); !strings.Contains(r.stderr, s) {
+			t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+		}
+	}
+	f.locked(func() {
+		if len(f.creates) != 4 || f.destroyed != 4 || len(f.live) != 0 {
+			t.Errorf("%d creates, %d destroyed, sandboxes left %v; want setup's and one after each failed run, all destroyed", len(f.creates), f.destroyed, f.live)
+		}
+	})
+
+	f.locked(func() {
+		f.pauseHook = nil
+		f.execHook = func(_ int, req *sandboxv1.ExecRequest) error {
+			if req.GetCode() == resumeSetCode {
+				return status.Error(codes.Unavailable, "agent gone")
+			}
+			return nil
+		}
+	})
+	r = runOn(t, addr, "--scenarios", "resume", "-n", "1", "--warmup", "0")
+	wantFailed(t, r)
+	if !strings.Contains(r.stdout, `not run: setup: exec "x = 1": agent gone (unavailable)`) {
+		t.Errorf("stdout = %s", r.stdout)
+	}
+	f.locked(func() {
+		if len(f.live) != 0 {
+			t.Errorf("sandboxes left: %v", f.live)
+		}
+	})
 }
 
 // TestBenchRefill guarantees the refill scenario: each run starts with the
@@ -753,7 +967,8 @@ func TestBenchWaitsForPool(t *testing.T) {
 // TestBenchWithoutPools guarantees graceful handling of a daemon that does
 // not implement pools yet (ListPools Unimplemented, cold_start never set):
 // bench says so, runs burst with K = 2, warns that cold runs may have been
-// pool hits, reports pools as null, and succeeds.
+// pool hits, reports pools as null, and succeeds; resume, refill and memory,
+// which need PauseSandbox, pools and start kinds, fail with the reason.
 func TestBenchWithoutPools(t *testing.T) {
 	f := newLegacyFake()
 	addr := startBenchFake(t, f)
@@ -788,9 +1003,10 @@ func TestBenchWithoutPools(t *testing.T) {
 		t.Errorf("table lacks the cold starts of a daemon without start kinds:\n%s", r.stdout)
 	}
 
-	r = runOn(t, addr, "--scenarios", "refill,memory", "-n", "1", "--warmup", "0")
+	r = runOn(t, addr, "--scenarios", "resume,refill,memory", "-n", "1", "--warmup", "0")
 	wantFailed(t, r)
 	for _, s := range []string{
+		"resume: setup failed: pause: this daemon does not implement PauseSandbox (it predates pause)",
 		"refill: setup failed: the daemon reports no warm pool to refill",
 		"memory-restore: run 1 failed: the daemon does not say how the sandbox started (Sandbox.start)",
 	} {
