@@ -56,7 +56,8 @@ type agent struct {
 	cmd       *exec.Cmd // the init
 	pid       int       // the server
 	cc        *grpc.ClientConn
-	outR, inW *os.File // the daemon's ends of the agent's stdout and stdin
+	conn      *daemonConn // cc's end of the pipes
+	outR, inW *os.File    // the daemon's ends of the agent's stdout and stdin
 	stderr    *lockedBuffer
 	exited    chan struct{}
 }
@@ -111,7 +112,7 @@ func startAgent(t testing.TB) *agent {
 		close(a.exited)
 	}()
 	a.outR, a.inW = outR, inW
-	a.cc = dialPipes(t, outR, inW)
+	a.cc, a.conn = dialPipes(t, outR, inW)
 	a.AgentServiceClient = agentv1.NewAgentServiceClient(a.cc)
 	t.Cleanup(func() { a.stop(t) })
 	// Wait until the agent serves, so that tests time their Execs only.
@@ -124,10 +125,10 @@ func startAgent(t testing.TB) *agent {
 }
 
 // dialPipes returns a gRPC client over the daemon's ends of an agent's
-// pipes; the connection owns them.
-func dialPipes(t testing.TB, outR, inW *os.File) *grpc.ClientConn {
+// pipes and its connection, which owns them.
+func dialPipes(t testing.TB, outR, inW *os.File) (*grpc.ClientConn, *daemonConn) {
 	t.Helper()
-	conn := stdioconn.New(outR, inW)
+	conn := &daemonConn{Conn: stdioconn.New(outR, inW)}
 	var dialed atomic.Bool
 	cc, err := grpc.NewClient("passthrough:///agent",
 		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) {
@@ -141,7 +142,58 @@ func dialPipes(t testing.TB, outR, inW *os.File) *grpc.ClientConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cc
+	return cc, conn
+}
+
+// daemonConn is the daemon's end of an agent's pipes, which a test can kill
+// as a kill -9 kills the daemon.
+type daemonConn struct {
+	*stdioconn.Conn
+	dead atomic.Bool
+}
+
+// die makes the connection read and write nothing more, as if its process
+// died; the pipes stay open as long as the files are.
+func (c *daemonConn) die() {
+	c.dead.Store(true)
+	_ = c.Conn.SetDeadline(time.Unix(1, 0)) // wake a reader or writer
+}
+
+func (c *daemonConn) Read(p []byte) (int, error) {
+	if c.dead.Load() {
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *daemonConn) Write(p []byte) (int, error) {
+	if c.dead.Load() {
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(p)
+}
+
+// Deadlines of a dead connection stay in the past: gRPC, closing, sets a
+// write deadline to send its GOAWAY.
+func (c *daemonConn) SetDeadline(t time.Time) error {
+	if c.dead.Load() {
+		return nil
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *daemonConn) SetReadDeadline(t time.Time) error {
+	if c.dead.Load() {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *daemonConn) SetWriteDeadline(t time.Time) error {
+	if c.dead.Load() {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // stop closes the connection and checks that the agent exits with 0.

@@ -12,9 +12,10 @@ import (
 	"syscall"
 )
 
-// runInit starts "/proc/self/exe serve" on the init's stdio, forwards SIGTERM
-// and SIGINT to it, reaps all children and returns the server's exit status
-// (128+signal if it was killed by a signal, as a shell reports it).
+// runInit starts "/proc/self/exe serve" on the init's stdio, forwards SIGTERM,
+// SIGINT and the resync signal (resync.go) to it, reaps all children and
+// returns the server's exit status (128+signal if it was killed by a signal,
+// as a shell reports it).
 func runInit() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := hideFromSandboxedCode(); err != nil {
@@ -22,7 +23,7 @@ func runInit() int {
 		return 1
 	}
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, resyncSignal)
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{os.Args[0], "serve"}, &syscall.ProcAttr{
 		Env:   os.Environ(),
 		Files: []uintptr{0, 1, 2},

@@ -15,10 +15,18 @@ import (
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 )
 
-// dupFile duplicates f's descriptor, so closing f leaves the pipe open.
+// dupFile duplicates f's descriptor, so closing f leaves the pipe open. It
+// does not use f.Fd, which would make the pipe blocking and end deadlines.
 func dupFile(t *testing.T, f *os.File) *os.File {
 	t.Helper()
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	sc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	if cerr := sc.Control(func(raw uintptr) { fd, err = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		t.Fatal(cerr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +45,7 @@ func TestQuiesceThenNewConnection(t *testing.T) {
 	}
 	outR, inW := dupFile(t, a.outR), dupFile(t, a.inW)
 	a.cc.Close()
-	a.cc = dialPipes(t, outR, inW)
+	a.cc, a.conn = dialPipes(t, outR, inW)
 	a.AgentServiceClient = agentv1.NewAgentServiceClient(a.cc)
 	if _, err := a.Ping(context.Background(), &agentv1.PingRequest{}); err != nil {
 		t.Fatalf("Ping on the new connection: %v\nagent log:\n%s", err, a.stderr.String())

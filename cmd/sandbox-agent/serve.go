@@ -3,7 +3,8 @@ package main
 // This file is the serve half of the agent: the gRPC server on the process's
 // stdin/stdout, which lives as long as the daemon's connection. Across a
 // checkpoint and restore (quiesce.go) it serves the restoring daemon's new
-// connection on the same fds.
+// connection on the same fds, and after a daemon restart (resync.go) the
+// new daemon's.
 
 import (
 	"context"
@@ -68,6 +69,10 @@ func runServe() int {
 	// not inherited by the bash and Python children.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	lis := stdioconn.NewListener(in, out)
+	// A restarted daemon asks for the pipes with a signal (resync.go).
+	resyncs := make(chan os.Signal, 1)
+	signal.Notify(resyncs, resyncSignal)
+	go resyncOn(resyncs, lis, log)
 
 	agent := newServer(workspace, lis, log)
 	srv := grpc.NewServer(

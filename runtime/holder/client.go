@@ -116,6 +116,11 @@ func receivedFiles(sock string, oob []byte) ([]*os.File, error) {
 			return nil, fmt.Errorf("parsing control message: %w", err)
 		}
 		for _, fd := range fds {
+			// Non-blocking before NewFile, so the daemon's reads of the
+			// pipes go through the poller and honour deadlines. The flag
+			// is the file description's, shared with the holder, which
+			// never reads or writes them.
+			_ = unix.SetNonblock(fd, true)
 			files = append(files, os.NewFile(uintptr(fd), fmt.Sprintf("%s#%d", sock, len(files))))
 		}
 	}

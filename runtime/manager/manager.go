@@ -82,14 +82,16 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if m.metrics == nil {
 		m.metrics = nopMetrics{}
 	}
+	m.paused.metrics = m.metrics
 	m.slots = &hostSlots{max: cfg.Policy.Host.MaxSandboxes}
 	m.policy.Store(cfg.Policy)
 	m.pools.Store(&poolSet{})
-	if err := m.reconcile(ctx); err != nil {
-		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
-	}
-	if err := m.adopt(); err != nil {
+	adopted, err := m.adopt(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("adopting the sandboxes of an earlier run: %w", err)
+	}
+	if err := m.reconcile(ctx, adopted); err != nil {
+		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
 	}
 	store, err := snapshot.Open(m.snapshotsDir(), m.log, m.metrics)
 	if err != nil {
@@ -220,7 +222,8 @@ func (m *Manager) keepAtShutdown(ctx context.Context, e *entry) bool {
 	case StatePaused:
 		return true
 	case StateRunning:
-		err := m.pause(ctx, e, "daemon shutdown")
+		// Calls ended with the server; wait only for a resume under way.
+		err := m.pause(ctx, e, "daemon shutdown", PauseTimeout)
 		if err == nil {
 			return true
 		}
@@ -258,6 +261,14 @@ func (h *hostSlots) TryAcquire() bool {
 	}
 	h.used++
 	return true
+}
+
+// acquireAnyway takes a slot even over the limit: for a sandbox that
+// exists already (adopted after a restart under a lower limit).
+func (h *hostSlots) acquireAnyway() {
+	h.mu.Lock()
+	h.used++
+	h.mu.Unlock()
 }
 
 // Release gives a slot back.

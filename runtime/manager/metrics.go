@@ -27,6 +27,12 @@ type Metrics interface {
 	// Created and Destroyed: a sandbox was handed to a client, and ended.
 	Created(template string)
 	Destroyed(template string)
+	// Paused and Resumed: a sandbox of template was paused to disk, or
+	// resumed from its image, in d.
+	Paused(template string, d time.Duration)
+	Resumed(template string, d time.Duration)
+	// PausedImages: the paused sandboxes' images now take bytes on disk.
+	PausedImages(bytes int64)
 }
 
 // nopMetrics records nothing: the Metrics of a Manager configured without.
@@ -42,3 +48,6 @@ func (nopMetrics) SnapshotBuilt(string, time.Duration) {}
 func (nopMetrics) SnapshotBytes(string, int64)         {}
 func (nopMetrics) Created(string)                      {}
 func (nopMetrics) Destroyed(string)                    {}
+func (nopMetrics) Paused(string, time.Duration)        {}
+func (nopMetrics) Resumed(string, time.Duration)       {}
+func (nopMetrics) PausedImages(int64)                  {}

@@ -25,19 +25,30 @@ import (
 // something is stuck.
 const PauseTimeout = 2 * time.Minute
 
+// pauseBusyWait is how long a requested pause waits for the calls in
+// progress to end before it refuses: a client that pauses right after its
+// Exec's result arrived would otherwise race the end of that call, but a
+// sandbox kept busy is refused rather than waited for.
+const pauseBusyWait = time.Second
+
+// busyPoll is how often a waiting pause looks again.
+const busyPoll = 5 * time.Millisecond
+
 // pausingPrefix names the directory a pause writes its image into before
 // it is complete and renamed to the sandbox's ID.
 const pausingPrefix = ".pausing-"
 
 // pausedImages accounts for the disk space of paused sandboxes' images.
 type pausedImages struct {
-	mu    sync.Mutex
-	bytes int64
+	mu      sync.Mutex
+	bytes   int64
+	metrics Metrics
 }
 
 func (p *pausedImages) add(n int64) {
 	p.mu.Lock()
 	p.bytes += n
+	p.metrics.PausedImages(p.bytes)
 	p.mu.Unlock()
 }
 
@@ -61,7 +72,7 @@ func (m *Manager) Pause(ctx context.Context, id string) (Info, error) {
 		return Info{}, err
 	}
 	e.touch()
-	if err := m.pause(ctx, e, "requested"); err != nil {
+	if err := m.pause(ctx, e, "requested", pauseBusyWait); err != nil {
 		return Info{}, err
 	}
 	m.enforcePausedCap(ctx)
@@ -85,11 +96,12 @@ func (m *Manager) Resume(ctx context.Context, id string) (Info, error) {
 }
 
 // pause checkpoints e's sandbox into STATE_DIR/paused/<id>/ and frees the
-// rest. It never waits for a call in progress: a busy sandbox is refused.
-// If the checkpoint fails after the agent let go of its connection, the
-// sandbox cannot serve again and is marked dead.
-func (m *Manager) pause(ctx context.Context, e *entry, why string) error {
-	if !e.op.TryLock() {
+// rest. It never cuts a call in progress: it waits up to busyWait (or ctx)
+// for the calls to end, then refuses. If the checkpoint fails after the
+// agent let go of its connection, the sandbox cannot serve again and is
+// marked dead.
+func (m *Manager) pause(ctx context.Context, e *entry, why string, busyWait time.Duration) error {
+	if !lockWithin(ctx, &e.op, busyWait) {
 		return fmt.Errorf("sandbox %q is busy (an Exec or a file transfer is running, or it is being resumed): pause it when it is idle: %w", e.id, errdefs.ErrFailedPrecondition)
 	}
 	defer e.op.Unlock()
@@ -137,16 +149,47 @@ func (m *Manager) pause(ctx context.Context, e *entry, why string) error {
 	}
 	e.mu.Lock()
 	release := e.release
-	e.sb, e.release, e.state, e.pausedAt = nil, nil, StatePaused, now()
+	e.sb, e.release = nil, nil
 	e.image, e.imageBytes, e.sealed = dir, sealed.Bytes, sealed
+	// The reaper may have ended it meanwhile (it marks without waiting
+	// for op): then it stays dead, and the clean-up waiting for op
+	// deletes the image.
+	ended := e.state != StateRunning
+	if !ended {
+		e.state, e.pausedAt = StatePaused, now()
+	}
 	e.mu.Unlock()
 	if release != nil {
 		release()
 	}
 	m.paused.add(sealed.Bytes)
+	if ended {
+		return fmt.Errorf("sandbox %q ended while it was being paused: %w", e.id, errdefs.ErrFailedPrecondition)
+	}
 	m.saveRecord(e)
+	m.metrics.Paused(e.tmpl.Name, now().Sub(start))
 	m.log.Info("sandbox paused", "sandbox", e.id, "why", why, "image_bytes", sealed.Bytes, "took", now().Sub(start).Round(time.Millisecond))
 	return nil
+}
+
+// lockWithin takes mu alone if it can within wait (and before ctx ends),
+// trying again every busyPoll: unlike Lock, a waiting attempt does not hold
+// up new readers, so a sandbox kept busy is refused rather than stalled.
+func lockWithin(ctx context.Context, mu *sync.RWMutex, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for {
+		if mu.TryLock() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(busyPoll):
+		}
+	}
 }
 
 // resume restores e's paused sandbox from its image, under the same ID,
@@ -195,14 +238,24 @@ func (m *Manager) resume(ctx context.Context, e *entry) error {
 		return fmt.Errorf("resuming sandbox %q failed, so its state is lost (%v): destroy it and create a new one: %w", e.id, err, errdefs.ErrFailedPrecondition)
 	}
 	e.mu.Lock()
-	e.sb, e.release, e.state, e.pausedAt = sb, release, StateRunning, time.Time{}
-	e.image, e.imageBytes, e.sealed = "", 0, nil
+	e.sb, e.release = sb, release
+	// As in pause: a sandbox the reaper ended meanwhile stays dead, and
+	// the clean-up waiting for op destroys what the resume made.
+	ended := e.state != StatePaused
+	if !ended {
+		e.state, e.pausedAt = StateRunning, time.Time{}
+		e.image, e.imageBytes, e.sealed = "", 0, nil
+	}
 	e.mu.Unlock()
+	if ended {
+		return fmt.Errorf("sandbox %q ended while it was being resumed: %w", e.id, errdefs.ErrFailedPrecondition)
+	}
 	// The restored sandbox no longer needs its image (a restore still
 	// reading it in the background keeps the files open).
 	m.dropImage(image, size)
 	m.saveRecord(e)
 	go m.watch(e, sb)
+	m.metrics.Resumed(e.tmpl.Name, now().Sub(start))
 	m.log.Info("sandbox resumed", "sandbox", e.id, "took", now().Sub(start).Round(time.Millisecond))
 	return nil
 }
@@ -252,7 +305,7 @@ func (m *Manager) autoPause(ctx context.Context, e *entry) {
 		defer func() { <-m.autoPauses }()
 		why := fmt.Sprintf("idle for more than %s (pause_after)", e.tmpl.PauseAfter)
 		// Not cut by the reaper stopping: Close waits for it instead.
-		if err := m.pause(context.WithoutCancel(ctx), e, why); err != nil {
+		if err := m.pause(context.WithoutCancel(ctx), e, why, 0); err != nil {
 			if !errors.Is(err, errdefs.ErrFailedPrecondition) || e.inflight.Load() == 0 {
 				m.log.Warn("pausing an idle sandbox", "sandbox", e.id, "err", err)
 			}

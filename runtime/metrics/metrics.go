@@ -28,6 +28,9 @@ type Metrics struct {
 	restoreKO *prometheus.CounterVec
 	build     *prometheus.HistogramVec
 	imageSize *prometheus.GaugeVec
+	pause     *prometheus.HistogramVec
+	resume    *prometheus.HistogramVec
+	paused    prometheus.Gauge
 }
 
 // New registers the collectors on reg. pools is called at each scrape for
@@ -68,9 +71,20 @@ func New(reg prometheus.Registerer, pools func() []pool.Status) *Metrics {
 		imageSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sandboxd_snapshot_bytes", Help: "Size on disk of the template's ready snapshot image (0: none), by template.",
 		}, []string{"template"}),
+		pause: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sandboxd_pause_seconds", Help: "Duration of a pause (quiesce, checkpoint, seal), by template.",
+			Buckets: latencyBuckets,
+		}, []string{"template"}),
+		resume: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sandboxd_resume_seconds", Help: "Duration of a resume of a paused sandbox (image check, restore, agent), by template.",
+			Buckets: latencyBuckets,
+		}, []string{"template"}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sandboxd_paused_bytes", Help: "Disk space taken by the images of paused sandboxes (policy host.max_paused_bytes caps it).",
+		}),
 	}
 	reg.MustRegister(m.acquire, m.acquireKO, m.boot, m.bootKO, m.created, m.destroyed,
-		m.restore, m.restoreKO, m.build, m.imageSize, poolCollector{pools})
+		m.restore, m.restoreKO, m.build, m.imageSize, m.pause, m.resume, m.paused, poolCollector{pools})
 	return m
 }
 
@@ -82,6 +96,19 @@ func (m *Metrics) Acquired(cold bool, d time.Duration) {
 	}
 	m.acquire.WithLabelValues(result).Observe(d.Seconds())
 }
+
+// Paused records a pause.
+func (m *Metrics) Paused(template string, d time.Duration) {
+	m.pause.WithLabelValues(template).Observe(d.Seconds())
+}
+
+// Resumed records a resume.
+func (m *Metrics) Resumed(template string, d time.Duration) {
+	m.resume.WithLabelValues(template).Observe(d.Seconds())
+}
+
+// PausedImages records the paused images' total size.
+func (m *Metrics) PausedImages(bytes int64) { m.paused.Set(float64(bytes)) }
 
 // AcquireFailed records a CreateSandbox that got none.
 func (m *Metrics) AcquireFailed() { m.acquireKO.Inc() }

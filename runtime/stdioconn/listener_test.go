@@ -140,24 +140,55 @@ func TestListenerEndsOnEOFWhileWaiting(t *testing.T) {
 	}
 }
 
-// TestAwaitPrefaceBoundsDiscard guarantees that a peer sending endless bytes
-// without a preface cannot make the agent buffer or wait without end.
-func TestAwaitPrefaceBoundsDiscard(t *testing.T) {
-	junk := bytes.Repeat([]byte("x"), 2*maxDiscard)
-	if _, err := awaitPreface(bytes.NewReader(junk)); err == nil {
-		t.Fatal("want an error after maxDiscard bytes without a preface")
-	}
-	split := append(append(bytes.Repeat([]byte("y"), 4090), Preface...), 'z')
-	got, err := awaitPreface(iotestHalf{bytes.NewReader(split)})
-	if err != nil || !bytes.Equal(got, append(append([]byte{}, Preface...), 'z')) {
-		t.Fatalf("split preface: got %q, %v", got, err)
+// TestDetachBoundsDiscard guarantees that a peer sending endless bytes
+// without a preface cannot make the agent buffer or wait without end, and
+// that a preface split across writes still starts a connection.
+func TestDetachBoundsDiscard(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes [][]byte
+		ok     bool
+	}{
+		{"endless junk", [][]byte{bytes.Repeat([]byte("x"), 2*maxDiscard)}, false},
+		{"split preface", [][]byte{bytes.Repeat([]byte("y"), 4090), Preface[:7], append(Preface[7:len(Preface):len(Preface)], 'z')}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, in, _ := listenerPipes(t)
+			if _, err := l.Accept(); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Detach(); err != nil {
+				t.Fatal(err)
+			}
+			next := acceptAsync(l)
+			go func() {
+				for _, w := range tc.writes {
+					if _, err := in.Write(w); err != nil {
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+			var c net.Conn
+			var ok bool
+			select {
+			case c, ok = <-next:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Accept neither failed nor returned")
+			}
+			if ok != tc.ok {
+				t.Fatalf("Accept returned a connection: %v, want %v", ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			got := make([]byte, len(Preface)+1)
+			if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, append(append([]byte{}, Preface...), 'z')) {
+				t.Fatalf("got %q, %v", got, err)
+			}
+		})
 	}
 }
-
-// iotestHalf returns at most 7 bytes a read, so the preface arrives split.
-type iotestHalf struct{ r io.Reader }
-
-func (h iotestHalf) Read(p []byte) (int, error) { return h.r.Read(p[:min(len(p), 7)]) }
 
 // TestCloseUnblocksReader guarantees that closing the attached connection
 // (the gRPC server stopping on SIGTERM) wakes a reader blocked on the pipe,

@@ -2,7 +2,8 @@
 // gRPC can run over the stdin/stdout of a sandbox's init process: the daemon
 // holds the far ends of the init's stdio (Conn), the agent its own
 // stdin/stdout (Listener, which serves one connection after another across a
-// checkpoint and restore).
+// checkpoint and restore, and across a restart of the daemon: see resync.go
+// and Reattach).
 package stdioconn
 
 import (

@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,8 +167,10 @@ func TestSandboxedCodeHasNoPrivilegeOrHostState(t *testing.T) {
 }
 
 // TestRestartAfterSIGKILLLeavesNoStrays guarantees that a daemon killed with
-// SIGKILL leaves nothing behind once it starts again on the same state
-// directory: no runsc state, no runsc process of the old sandboxes.
+// SIGKILL leaves nothing behind but its clients' sandboxes once it starts
+// again on the same state directory: the pool's idle sandboxes (never
+// handed out, so not adopted) leave no runsc state, process or holder,
+// while the clients' sandboxes are adopted.
 func TestRestartAfterSIGKILLLeavesNoStrays(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
 	created := []string{d.create(t), d.create(t)}
@@ -175,27 +179,33 @@ func TestRestartAfterSIGKILLLeavesNoStrays(t *testing.T) {
 			t.Fatalf("no runsc processes found for sandbox %s: the check is blind", id)
 		}
 	}
+	d.waitPool(t, "python", "refilled", func(p *sandboxv1.Pool) bool { return p.GetIdle() >= 1 })
 	d.kill()
-	// Every sandbox of the dead daemon (the two created and the pool's) is
-	// still in runsc's state; their agents exit when the daemon's pipes
-	// close, but runsc processes may linger.
-	old := runscList(t, d.runscRoot())
-	if len(old) < len(created) {
-		t.Fatalf("runsc state lists %v after the kill, want at least %v: the check is blind", old, created)
+	var pooled []string
+	for _, id := range runscList(t, d.runscRoot()) {
+		if !slices.Contains(created, id) {
+			pooled = append(pooled, id)
+		}
+	}
+	if len(pooled) == 0 {
+		t.Fatal("runsc state lists no pool sandbox after the kill: the check is blind")
 	}
 	d2 := startDaemon(t, daemonOpts{stateDir: d.stateDir})
 	now := strings.Join(runscList(t, d2.runscRoot()), " ")
-	for _, id := range old {
+	for _, id := range pooled {
 		if got := strayProcesses(d2.runscRoot(), id); len(got) != 0 {
-			t.Fatalf("runsc processes left after restart: %v", got)
+			t.Fatalf("runsc processes of pool sandbox %s left after restart: %v", id, got)
 		}
 		if strings.Contains(now, id) {
-			t.Fatalf("runsc still lists %s after restart", id)
+			t.Fatalf("runsc still lists pool sandbox %s after restart", id)
+		}
+		if _, err := os.Stat(filepath.Join(d.stateDir, "holders", id+".sock")); !os.IsNotExist(err) {
+			t.Fatalf("holder socket of pool sandbox %s left after restart: %v", id, err)
 		}
 	}
 	list, err := d2.client.ListSandboxes(context.Background(), &sandboxv1.ListSandboxesRequest{})
-	if err != nil || len(list.Sandboxes) != 0 {
-		t.Fatalf("restarted daemon lists %v %v", list, err)
+	if err != nil || len(list.Sandboxes) != len(created) {
+		t.Fatalf("restarted daemon lists %v %v, want the %d created", list, err, len(created))
 	}
 	// And it works.
 	wantOK(t, py(t, d2, d2.create(t), "1"))
