@@ -400,3 +400,71 @@ func TestPauseResumeLoopLeaksNothing(t *testing.T) {
 		t.Errorf("after 20 pause/resume rounds: %+v, after the first: %+v", after, before)
 	}
 }
+
+// dirBytes is the size of the files under dir.
+func dirBytes(t testing.TB, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, de os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if info, err := de.Info(); err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestMaxPausedBytesDestroysOldestPaused guarantees that when paused images
+// would take more than host.max_paused_bytes, the oldest paused sandbox is
+// destroyed (DEAD, saying why, its image deleted) and the newer one stays
+// paused and resumes.
+func TestMaxPausedBytesDestroysOldestPaused(t *testing.T) {
+	path := copyPolicy(t, "pause.yaml")
+	d := startDaemon(t, daemonOpts{policy: path})
+	older, newer := d.create(t), d.create(t)
+	wantOK(t, py(t, d, older, "x = 1"))
+	wantOK(t, py(t, d, newer, "x = 2"))
+	d.pause(t, older)
+	size := dirBytes(t, filepath.Join(d.stateDir, "paused", older))
+	if size < 1<<20 {
+		t.Fatalf("paused image of %d bytes: the check is blind", size)
+	}
+	// Room for one image and a half: the second pause goes over.
+	data, _ := os.ReadFile(path)
+	capped := strings.Replace(string(data), "max_sandboxes: 8", "max_sandboxes: 8\n  max_paused_bytes: "+strconv.FormatInt(size*3/2, 10), 1)
+	if capped == string(data) {
+		t.Fatal("could not set max_paused_bytes in the policy")
+	}
+	if err := os.WriteFile(path, []byte(capped), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.log.String(), "policy applied") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the capped policy was not reloaded:\n%s", d.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.pause(t, newer)
+	dead := d.get(t, older)
+	if dead.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_DEAD || !strings.Contains(dead.GetStateReason(), "max_paused_bytes") {
+		t.Fatalf("the oldest paused sandbox is %v (%q), want DEAD for max_paused_bytes", dead.GetState(), dead.GetStateReason())
+	}
+	if _, err := os.Stat(filepath.Join(d.stateDir, "paused", older)); !os.IsNotExist(err) {
+		t.Errorf("the destroyed sandbox's image is still there: %v", err)
+	}
+	if sb := d.get(t, newer); sb.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_PAUSED {
+		t.Fatalf("the newer sandbox is %v, want PAUSED", sb.GetState())
+	}
+	r := py(t, d, newer, "print(x)")
+	wantOK(t, r)
+	if r.stdout != "2\n" {
+		t.Errorf("the newer sandbox resumed with x = %q", r.stdout)
+	}
+}
