@@ -97,6 +97,11 @@ type entry struct {
 	downloaded atomic.Int64 // bytes downloaded over the sandbox's life
 	inflight   atomic.Int32 // requests in progress; a busy sandbox is not idle
 
+	// recordMu orders the writes of the sandbox's state record;
+	// recordGone: the record was deleted for good.
+	recordMu   sync.Mutex
+	recordGone bool
+
 	mu       sync.Mutex
 	state    State
 	reason   string

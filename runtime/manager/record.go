@@ -70,12 +70,31 @@ func recordOf(e *entry) record {
 }
 
 // saveRecord writes e's record atomically (a temporary file renamed over
-// the old one, flushed to disk). A failure is logged: the sandbox still
-// serves, it only would not survive a restart.
+// the old one). The record of a paused sandbox is flushed to disk, like its
+// image; that of a running one is not: it serves only to adopt the sandbox
+// after a crash of the daemon, which the page cache survives, while a crash
+// of the host ends the sandbox anyway (an fsync would add milliseconds to
+// every create and transfer; BenchmarkWriteRecord). A failure is logged:
+// the sandbox still serves, it only would not survive a restart.
 func (m *Manager) saveRecord(e *entry) {
-	if err := writeRecord(m.recordsDir(), recordOf(e)); err != nil {
+	e.recordMu.Lock()
+	defer e.recordMu.Unlock()
+	if e.recordGone {
+		return // the sandbox ended: writing would bring its record back
+	}
+	r := recordOf(e)
+	if err := writeRecord(m.recordsDir(), r, r.State == StatePaused); err != nil {
 		m.log.Warn("saving the sandbox's state record", "sandbox", e.id, "err", err)
 	}
+}
+
+// forgetRecord deletes e's record for good: a save still on its way
+// writes nothing.
+func (m *Manager) forgetRecord(e *entry) {
+	e.recordMu.Lock()
+	defer e.recordMu.Unlock()
+	e.recordGone = true
+	m.removeRecord(e.id)
 }
 
 // removeRecord deletes id's record; a missing one is fine.
@@ -85,7 +104,8 @@ func (m *Manager) removeRecord(id string) {
 	}
 }
 
-func writeRecord(dir string, r record) error {
+// writeRecord writes r into dir atomically, flushed to disk with sync.
+func writeRecord(dir string, r record, sync bool) error {
 	body, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encoding record: %w", err)
@@ -101,7 +121,7 @@ func writeRecord(dir string, r record) error {
 		return fmt.Errorf("writing record: %w", err)
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -113,6 +133,9 @@ func writeRecord(dir string, r record) error {
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("writing record: %w", err)
+	}
+	if !sync {
+		return nil
 	}
 	d, err := os.Open(dir)
 	if err != nil {

@@ -25,7 +25,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	id := strings.Repeat("a", 32)
 	want := testRecord(id)
-	if err := writeRecord(dir, want); err != nil {
+	if err := writeRecord(dir, want, true); err != nil {
 		t.Fatal(err)
 	}
 	got, bad, err := scanRecords(dir)
@@ -59,7 +59,7 @@ func TestDamagedRecordsAreNotAdopted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if err := writeRecord(dir, testRecord(id)); err != nil {
+			if err := writeRecord(dir, testRecord(id), true); err != nil {
 				t.Fatal(err)
 			}
 			path := filepath.Join(dir, id+recordSuffix)
@@ -83,7 +83,7 @@ func TestDamagedRecordsAreNotAdopted(t *testing.T) {
 	t.Run("renamed", func(t *testing.T) {
 		dir := t.TempDir()
 		other := strings.Repeat("c", 32)
-		writeRecord(dir, testRecord(id))
+		writeRecord(dir, testRecord(id), true)
 		os.Rename(filepath.Join(dir, id+recordSuffix), filepath.Join(dir, other+recordSuffix))
 		_, bad, _ := scanRecords(dir)
 		if bad[other] == nil || !strings.Contains(bad[other].Error(), "names sandbox") {
@@ -102,4 +102,20 @@ func TestDamagedRecordsAreNotAdopted(t *testing.T) {
 			t.Errorf("temporary file left")
 		}
 	})
+}
+
+// BenchmarkWriteRecord measures a state record write, flushed to disk (a
+// pause) or not (a create or a transfer).
+func BenchmarkWriteRecord(b *testing.B) {
+	for _, sync := range []bool{false, true} {
+		b.Run(map[bool]string{false: "nosync", true: "sync"}[sync], func(b *testing.B) {
+			dir := b.TempDir()
+			r := testRecord(strings.Repeat("d", 32))
+			for b.Loop() {
+				if err := writeRecord(dir, r, sync); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
