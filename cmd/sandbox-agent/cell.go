@@ -37,7 +37,9 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 		unix.Close(stdoutW)
 		return nil, err
 	}
-	theirs := []int{w.null, stdoutW, stderrW} // the cell's stdin, stdout, stderr
+	// The cell's stdout and stderr, after its stdin if it has one; without,
+	// the kernel leaves its stdin on /dev/null.
+	theirs := []int{stdoutW, stderrW}
 	var stdinW *os.File
 	if len(job.stdin) > 0 {
 		stdinR, wr, err := pipes.pipe()
@@ -46,7 +48,8 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 			unix.Close(stderrW)
 			return nil, err
 		}
-		stdinW, theirs[0] = wr, int(stdinR.Fd())
+		stdinW = wr
+		theirs = append([]int{int(stdinR.Fd())}, theirs...)
 		defer stdinR.Close()
 	}
 	err = w.send(kernelRequest{Code: job.code, Env: job.codeEnv(), Workdir: job.dir}, theirs)

@@ -8,14 +8,20 @@ Frames on the socket are a 4-byte big-endian length and that much JSON:
 
   kernel -> agent, once at start:  {"ready": true}
   agent -> kernel, per cell:       {"code": str, "env": {str: str}, "workdir": str}
-                                    with the cell's stdin, stdout and stderr
-                                    pipes attached (SCM_RIGHTS) to the header
+                                    with the cell's stdout and stderr pipes
+                                    attached (SCM_RIGHTS) to the header, and
+                                    before them its stdin pipe if it has
+                                    stdin (3 fds; with 2 its stdin is
+                                    /dev/null, where fd 0 stays between cells)
   kernel -> agent, per cell:       {"exit_code": int, "value": str, "error_name": str,
                                     "run_ns": int (how long the code ran)}
 
 The kernel puts the pipes on fds 0/1/2 for the cell (so print(), os.write(1),
 subprocesses and C code all reach them), and back on /dev/null before it
 answers, which closes the pipes unless the cell's children still hold them.
+In gVisor every syscall is dear (150-300 us here), so a cell costs as few
+as the kernel can make it: one recvmsg for the request, the text streams on
+fds 0/1/2 made once, no fds moved for a cell without stdin.
 SIGINT interrupts a running cell with KeyboardInterrupt (each one, until
 the cell ends) and is ignored between cells. If the socket is lost (a cell closed it) the kernel exits.
 """
@@ -110,15 +116,26 @@ def _recv_exact(sock, n):
     return bytes(buf)
 
 
+# Bytes asked of the first recvmsg of a request: a usual cell's frame
+# arrives whole in it (longer code follows with recv).
+RECV_FIRST = 64 * 1024
+
+
 def _recv_request(sock):
-    head, fds, _, _ = socket.recv_fds(sock, 4, 3)
-    if not head:
+    data, fds, _, _ = socket.recv_fds(sock, RECV_FIRST, 3)
+    if not data:
         raise EOFError("agent closed the socket")
-    head += _recv_exact(sock, 4 - len(head))
-    if len(fds) != 3:
-        raise ValueError("request without its 3 pipes")
-    (size,) = struct.unpack(">I", head)
-    return json.loads(_recv_exact(sock, size)), fds
+    if len(data) < 4:
+        data += _recv_exact(sock, 4 - len(data))
+    if len(fds) not in (2, 3):
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("request without its pipes")
+    (size,) = struct.unpack(">I", data[:4])
+    body = data[4:]
+    if len(body) < size:
+        body += _recv_exact(sock, size - len(body))
+    return json.loads(body), fds
 
 
 def _send(sock, obj):
@@ -137,19 +154,42 @@ def _writer(fd):
     )
 
 
-def _attach(fds):
-    """Put the cell's pipes on fds 0/1/2 and fresh sys streams on them."""
-    for target, fd in enumerate(fds):
-        if fd != target:
-            os.dup2(fd, target)
-            os.close(fd)
-    sys.stdin = io.TextIOWrapper(
-        io.BufferedReader(io.FileIO(0, "r", closefd=False)),
+def _reader(fd):
+    return io.TextIOWrapper(
+        io.BufferedReader(io.FileIO(fd, "r", closefd=False)),
         encoding="utf-8",
         errors="surrogateescape",
     )
-    sys.stdout = _writer(1)
-    sys.stderr = _writer(2)
+
+
+# The kernel's text streams on fds 0 (/dev/null), 1 and 2, made once: a
+# FileIO and its buffer cost an fstat and an lseek each. The fds stay the
+# same, only what they point to changes from cell to cell. A stream a cell
+# closed is made again.
+_streams = {}
+
+
+def _stream(fd):
+    s = _streams.get(fd)
+    if s is None or s.closed:
+        s = _reader(fd) if fd == 0 else _writer(fd)
+        _streams[fd] = s
+    return s
+
+
+def _attach(fds):
+    """Put the cell's pipes on fds 0/1/2 (or 1/2, stdin staying on
+    /dev/null) and the sys streams on them."""
+    first = 3 - len(fds)
+    for target, fd in enumerate(fds, first):
+        if fd != target:
+            os.dup2(fd, target)
+            os.close(fd)
+    # A cell's own stdin pipe gets a fresh reader: nothing buffered from
+    # before may reach it.
+    sys.stdin = _reader(0) if first == 0 else _stream(0)
+    sys.stdout = _stream(1)
+    sys.stderr = _stream(2)
 
 
 def _flush():

@@ -180,6 +180,37 @@ func TestPythonStdin(t *testing.T) {
 	}
 }
 
+// TestPythonStreamsSurviveCells guarantees that the kernel's streams, made
+// once, do not carry one cell's damage into the next: a cell that closes
+// sys.stdout or sys.stderr, replaces them, or closes fd 0 leaves the next
+// cell printing normally and reading an empty stdin, and a cell that did
+// not read all of its stdin leaves nothing for the next.
+func TestPythonStreamsSurviveCells(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t)
+	for _, code := range []string{
+		"import sys\nsys.stdout.close()",
+		"import sys\nsys.stderr.close()",
+		"import io, sys\nsys.stdout = io.StringIO()\nsys.stderr = None",
+		"import os\nos.close(0)",
+	} {
+		a.run(t, pyReq(code))
+		o := a.run(t, pyReq("import sys\nprint('out')\nprint('err', file=sys.stderr)\nprint(repr(sys.stdin.read()))"))
+		wantResult(t, o, ok, 0, false)
+		if o.stdout != "out\n''\n" || o.stderr != "err\n" {
+			t.Fatalf("after %q: stdout %q stderr %q", code, o.stdout, o.stderr)
+		}
+	}
+	req := pyReq("import sys\nprint(sys.stdin.read(1))")
+	req.Stdin = []byte("abc")
+	if o := a.run(t, req); o.stdout != "a\n" {
+		t.Fatalf("partial read: stdout %q", o.stdout)
+	}
+	if o := a.run(t, pyReq("print(repr(sys.stdin.read()))")); o.stdout != "''\n" {
+		t.Fatalf("the unread stdin of the cell before reached the next: %q", o.stdout)
+	}
+}
+
 // TestPythonEnv guarantees that request env is set for the cell (and its
 // subprocesses) and that earlier values are restored afterwards.
 func TestPythonEnv(t *testing.T) {

@@ -5,6 +5,7 @@ package main
 // run in cell.go.
 
 import (
+	"bufio"
 	"context"
 	_ "embed"
 	"encoding/binary"
@@ -52,13 +53,20 @@ const maxResultFrame = 1 << 20
 
 // worker is one running interpreter.
 type worker struct {
-	cmd      *exec.Cmd
-	conn     *net.UnixConn
-	null     int           // /dev/null's fd: the stdin of cells that are given none
-	nullFile *os.File      // owns null; closed by kill
+	cmd  *exec.Cmd
+	conn *net.UnixConn
+	// in reads the kernel's frames: a result's length and body arrive in
+	// one read instead of two (in gVisor each read is a syscall that
+	// counts). The kernel sends one frame per request, so nothing is
+	// read ahead of the frame asked for.
+	in       *bufio.Reader
 	exited   chan struct{} // closed once the process is reaped (cmd.ProcessState is set)
 	reported atomic.Bool   // an Exec's result said that this worker died
 }
+
+// frameBuffer is the size of the buffer of the kernel's frames: a result
+// with a 64 KiB value fits whole.
+const frameBuffer = 72 << 10
 
 // kernelRequest asks the kernel to run one cell.
 type kernelRequest struct {
@@ -117,14 +125,8 @@ func startWorker(ctx context.Context, limits workerLimits) (*worker, error) {
 		return nil, fmt.Errorf("starting %s: %w", pythonCommand, err)
 	}
 	srcR.Close()
-	null, err := os.Open(os.DevNull)
-	if err != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		fc.Close()
-		return nil, fmt.Errorf("opening %s: %w", os.DevNull, err)
-	}
-	w := &worker{cmd: cmd, conn: fc.(*net.UnixConn), null: int(null.Fd()), nullFile: null, exited: make(chan struct{})}
+	conn := fc.(*net.UnixConn)
+	w := &worker{cmd: cmd, conn: conn, in: bufio.NewReaderSize(conn, frameBuffer), exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait() // the exit status is in cmd.ProcessState
 		close(w.exited)
@@ -174,7 +176,6 @@ func (w *worker) kill() {
 	_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
 	<-w.exited
 	w.conn.Close()
-	w.nullFile.Close() // a second call fails harmlessly
 }
 
 // death describes how the worker ended; call it once it has exited.
@@ -216,7 +217,7 @@ func (w *worker) readResult() <-chan readOutcome {
 func (w *worker) readFrame() (kernelResult, error) {
 	var res kernelResult
 	var head [4]byte
-	if _, err := io.ReadFull(w.conn, head[:]); err != nil {
+	if _, err := io.ReadFull(w.in, head[:]); err != nil {
 		return res, fmt.Errorf("reading from the kernel: %w", err)
 	}
 	n := binary.BigEndian.Uint32(head[:])
@@ -224,7 +225,7 @@ func (w *worker) readFrame() (kernelResult, error) {
 		return res, fmt.Errorf("kernel frame of %d bytes, more than %d", n, maxResultFrame)
 	}
 	body := make([]byte, n)
-	if _, err := io.ReadFull(w.conn, body); err != nil {
+	if _, err := io.ReadFull(w.in, body); err != nil {
 		return res, fmt.Errorf("reading from the kernel: %w", err)
 	}
 	if err := json.Unmarshal(body, &res); err != nil {
