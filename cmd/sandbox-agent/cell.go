@@ -28,15 +28,12 @@ var errWorkerGone = errors.New("the Python interpreter died before the cell star
 func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1.ExecResult, error) {
 	var pipes pipeSet
 	defer pipes.closeAll() // also unblocks feed if the cell never read its stdin
-	stdoutR, stdoutW, err := pipes.childPipe()
+	cp, err := w.cellPipes()
 	if err != nil {
 		return nil, err
 	}
-	stderrR, stderrW, err := pipes.childPipe()
-	if err != nil {
-		unix.Close(stdoutW)
-		return nil, err
-	}
+	pipes.files = append(pipes.files, cp.outR, cp.errR) // closed at the latest in closeAll
+	stdoutR, stdoutW, stderrR, stderrW := cp.outR, cp.outW, cp.errR, cp.errW
 	// The cell's stdout and stderr, after its stdin if it has one; without,
 	// the kernel leaves its stdin on /dev/null.
 	theirs := []int{stdoutW, stderrW}
@@ -62,6 +59,8 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 		go feed(stdinW, job.stdin)
 	}
 	out.start(stdoutR, stderrR)
+	// The next cell's pipes are made while the kernel runs this one.
+	go w.makeSpare()
 	job.clock.mark("agent: hand the cell to the interpreter (pipes, fd passing)")
 
 	results := w.readResult()

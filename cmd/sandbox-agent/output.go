@@ -142,9 +142,15 @@ func (o *output) hurry() { o.once.Do(func() { close(o.rush) }) }
 // done is closed once both pipes have hit EOF.
 func (o *output) done() <-chan struct{} { return o.eof }
 
+// pipeCloseDelay is how long after stop the pipes are closed: late enough
+// that the Exec's result is on its way first (closing two pipes is four
+// syscalls, ~0.5 ms in gVisor), soon enough that a process still writing
+// gets EPIPE at once for any purpose.
+const pipeCloseDelay = 5 * time.Millisecond
+
 // stop waits up to grace for both pipes to hit EOF, then stops reading them
-// and closes them, so processes still writing get EPIPE. Call it once, after
-// start.
+// and, pipeCloseDelay later, closes them, so processes still writing get
+// EPIPE. Call it once, after start.
 func (o *output) stop(grace time.Duration) {
 	o.hurry()
 	t := time.NewTimer(grace)
@@ -157,9 +163,12 @@ func (o *output) stop(grace time.Duration) {
 		}
 		<-o.eof
 	}
-	for _, f := range o.files {
-		f.Close()
-	}
+	files := o.files
+	time.AfterFunc(pipeCloseDelay, func() {
+		for _, f := range files {
+			f.Close()
+		}
+	})
 }
 
 // close sends what is pending and stops the sender. Call it after stop (or

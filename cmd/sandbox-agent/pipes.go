@@ -46,6 +46,37 @@ func (s *pipeSet) outputPipes() (outR, outW, errR, errW *os.File, err error) {
 	return outR, outW, errR, errW, nil
 }
 
+// cellPipes are a cell's stdout and stderr pipes: the read ends for the
+// agent, served by Go's poller, the write ends plain fds for the kernel.
+type cellPipes struct {
+	outR, errR *os.File
+	outW, errW int
+}
+
+// newCellPipes makes a cell's pipes.
+func newCellPipes() (*cellPipes, error) {
+	var s pipeSet
+	outR, outW, err := s.childPipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := s.childPipe()
+	if err != nil {
+		outR.Close()
+		unix.Close(outW)
+		return nil, err
+	}
+	return &cellPipes{outR: outR, errR: errR, outW: outW, errW: errW}, nil
+}
+
+// close closes all four ends.
+func (p *cellPipes) close() {
+	p.outR.Close()
+	p.errR.Close()
+	unix.Close(p.outW)
+	unix.Close(p.errW)
+}
+
 // childPipe returns a pipe whose read end the agent reads through Go's
 // poller and whose write end is a plain blocking fd for a child (the
 // Python kernel), which the caller passes on and then closes with
