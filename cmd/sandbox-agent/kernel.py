@@ -71,12 +71,27 @@ _user = types.ModuleType("__main__")
 _user.__dict__["__builtins__"] = builtins
 
 
+_interrupted = False  # an interrupt reached the running cell
+
+
 def _on_sigint(signum, frame):
     """Turn the agent's SIGINT into KeyboardInterrupt inside a cell. Every
     SIGINT raises again: an interrupt can land in a handler that swallows
     it (os.fork's at-fork hooks print "Exception ignored"), so the agent
     repeats it until the cell ends or its grace runs out."""
+    global _interrupted
     if _in_cell:
+        _interrupted = True
+        raise KeyboardInterrupt
+
+
+def _on_audit(event, args):
+    """Refuse every fork of an interrupted cell. A fork loop spends most of
+    its time inside os.fork, whose at-fork hooks swallow the interrupts
+    that land there; on a loaded host that can be all of them until the
+    agent gives up and kills the interpreter. An audit hook's exception
+    reaches the caller of os.fork instead, so the loop ends."""
+    if event == "os.fork" and _interrupted and _in_cell:
         raise KeyboardInterrupt
 
 
@@ -265,8 +280,9 @@ def _exit_code(exc):
 
 def _execute(req):
     """Run one cell; return its result frame."""
-    global _in_cell, _cells
+    global _in_cell, _cells, _interrupted
     _cells += 1
+    _interrupted = False
     name = "<cell %d>" % _cells
     source = req["code"]
     linecache.cache[name] = (len(source), None, source.splitlines(True), name)
@@ -347,6 +363,7 @@ def main():
     sock = _open_socket()
     ident = _identity(sock)
     signal.signal(signal.SIGINT, _on_sigint)
+    sys.addaudithook(_on_audit)
     sys.argv = [""]
     sys.modules["__main__"] = _user
     try:

@@ -292,6 +292,27 @@ func TestPythonBusyLoopTimeout(t *testing.T) {
 	}
 }
 
+// TestPythonForkLoopTimeoutKeepsState guarantees that a fork loop whose
+// time goes into os.fork's at-fork hooks, which swallow the interrupts
+// landing there, still ends with a timeout and keeps the interpreter: once
+// interrupted, the cell's next fork raises KeyboardInterrupt.
+func TestPythonForkLoopTimeoutKeepsState(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t)
+	wantResult(t, a.run(t, pyReq("x = 1")), ok, 0, false)
+	o := a.run(t, withTimeout(pyReq(`import os, time
+os.register_at_fork(before=lambda: time.sleep(0.2))
+while True:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)`), time.Second))
+	wantResult(t, o, timedOut, -1, false)
+	if o := a.run(t, pyReq("print(x)")); o.stdout != "1\n" {
+		t.Fatalf("state lost: %q", o.stdout)
+	}
+}
+
 // TestPythonIgnoredInterrupt guarantees that a cell that ignores SIGINT is
 // killed shortly after its timeout, reported as state_lost, and that the
 // next Exec runs on a fresh interpreter.
