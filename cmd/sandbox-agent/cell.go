@@ -32,17 +32,16 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 	if err != nil {
 		return nil, err
 	}
-	pipes.files = append(pipes.files, cp.outR, cp.errR) // closed at the latest in closeAll
-	stdoutR, stdoutW, stderrR, stderrW := cp.outR, cp.outW, cp.errR, cp.errW
+	// The next cell's pipes are made once this cell's result is on its way.
+	defer time.AfterFunc(sparePipesDelay, w.makeSpare)
 	// The cell's stdout and stderr, after its stdin if it has one; without,
 	// the kernel leaves its stdin on /dev/null.
-	theirs := []int{stdoutW, stderrW}
+	theirs := []int{cp.outW, cp.errW}
 	var stdinW *os.File
 	if len(job.stdin) > 0 {
 		stdinR, wr, err := pipes.pipe()
 		if err != nil {
-			unix.Close(stdoutW)
-			unix.Close(stderrW)
+			cp.close()
 			return nil, err
 		}
 		stdinW = wr
@@ -50,17 +49,19 @@ func (w *worker) run(ctx context.Context, job *execJob, out *output) (*sandboxv1
 		defer stdinR.Close()
 	}
 	err = w.send(kernelRequest{Code: job.code, Env: job.codeEnv(), Workdir: job.dir}, theirs)
-	unix.Close(stdoutW) // the kernel has its own copies now
-	unix.Close(stderrW)
+	unix.Close(cp.outW) // the kernel has its own copies now
+	unix.Close(cp.errW)
 	if err != nil {
+		cp.outR.Close()
+		cp.errR.Close()
 		return nil, fmt.Errorf("%w (%v)", errWorkerGone, err)
 	}
 	if stdinW != nil {
 		go feed(stdinW, job.stdin)
 	}
-	out.start(stdoutR, stderrR)
-	// The next cell's pipes are made while the kernel runs this one.
-	go w.makeSpare()
+	// out closes the read ends once the output is drained, after the
+	// result went out.
+	out.start(cp.outR, cp.errR)
 	job.clock.mark("agent: hand the cell to the interpreter (pipes, fd passing)")
 
 	results := w.readResult()

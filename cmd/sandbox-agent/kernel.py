@@ -59,7 +59,15 @@ VALUE_LIMIT = 64 * 1024
 LOST_SOCKET_EXIT = 70
 
 _KERNEL_GLOBALS = globals()
-_PID = os.getpid()
+_forked = False  # set in a child forked by a cell (no getpid per cell)
+
+
+def _mark_forked():
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_mark_forked)
 _in_cell = False
 _cells = 0
 
@@ -332,7 +340,7 @@ def _run(sock, ident, req, fds):
     _ensure_sigint()
     result = _execute(req)
     _ensure_sigint()
-    if os.getpid() != _PID:
+    if _forked:
         # A forked child fell out of the cell: it must not answer the agent.
         _flush()
         os._exit(result["exit_code"] & 0xFF)

@@ -64,3 +64,31 @@ func TestMemGuardSleepsWithoutExecs(t *testing.T) {
 		t.Fatal("not idle after the Exec ended")
 	}
 }
+
+// TestMeminfoRereads guarantees that the guard's one open /proc/meminfo
+// gives fresh, parseable figures on every read.
+func TestMeminfoRereads(t *testing.T) {
+	mi, err := openMeminfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mi.close()
+	for range 3 {
+		total, avail, err := mi.read()
+		if err != nil || total == 0 || avail > total {
+			t.Fatalf("read = %d, %d, %v", total, avail, err)
+		}
+	}
+}
+
+// TestMarkersAreUnique guarantees that no two Execs share a sweep marker.
+func TestMarkersAreUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		m := newMarker()
+		if seen[m] {
+			t.Fatalf("marker %q twice", m)
+		}
+		seen[m] = true
+	}
+}

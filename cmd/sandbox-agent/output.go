@@ -66,9 +66,6 @@ func newOutput(stream grpc.ServerStreamingServer[sandboxv1.ExecEvent]) *output {
 // or stop. It takes ownership of both files.
 func (o *output) start(stdout, stderr *os.File) {
 	o.files = []*os.File{stdout, stderr}
-	for _, f := range o.files {
-		growPipe(f)
-	}
 	o.mu.Lock()
 	o.readers = len(o.files)
 	o.mu.Unlock()
@@ -181,14 +178,9 @@ func (o *output) close() {
 	<-o.sent
 }
 
-// growPipe raises a pipe's capacity to outputPipeSize, if it may: a smaller
-// pipe only makes the output slower.
-func growPipe(f *os.File) {
-	sc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = sc.Control(func(fd uintptr) {
-		_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, outputPipeSize)
-	})
+// growPipe raises the capacity of the pipe with fd to outputPipeSize, if it
+// may: a smaller pipe only makes the output slower. The pipes' makers call
+// it, so that a cell's pipes are grown before the cell, off its path.
+func growPipe(fd int) {
+	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, outputPipeSize)
 }

@@ -43,6 +43,11 @@ func (s *pipeSet) outputPipes() (outR, outW, errR, errW *os.File, err error) {
 	if errR, errW, err = s.pipe(); err != nil {
 		return nil, nil, nil, nil, err
 	}
+	for _, f := range []*os.File{outR, errR} {
+		if sc, err := f.SyscallConn(); err == nil {
+			_ = sc.Control(func(fd uintptr) { growPipe(int(fd)) })
+		}
+	}
 	return outR, outW, errR, errW, nil
 }
 
@@ -88,7 +93,9 @@ func (s *pipeSet) childPipe() (r *os.File, w int, err error) {
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
 		return nil, -1, status.Errorf(codes.Internal, "creating a pipe: %v", err)
 	}
-	if err := unix.SetNonblock(fds[0], true); err != nil {
+	growPipe(fds[0])
+	// One F_SETFL: a new pipe end has no other status flag to keep.
+	if _, err := unix.FcntlInt(uintptr(fds[0]), unix.F_SETFL, unix.O_NONBLOCK); err != nil {
 		unix.Close(fds[0])
 		unix.Close(fds[1])
 		return nil, -1, status.Errorf(codes.Internal, "creating a pipe: %v", err)

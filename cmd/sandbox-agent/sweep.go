@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -61,11 +62,21 @@ func within(f func()) {
 	}
 }
 
+// markerPrefix is random per agent; a counter makes each Exec's marker
+// unique without a getrandom syscall per Exec. Markers only tell Execs
+// apart: the code of an Exec can read its own anyway.
+var (
+	markerPrefix = func() string {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		return hex.EncodeToString(b)
+	}()
+	markerCount atomic.Uint64
+)
+
 // newMarker returns a fresh marker value.
 func newMarker() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return markerPrefix + "-" + strconv.FormatUint(markerCount.Add(1), 10)
 }
 
 // sweep SIGKILLs every process whose initial environment holds

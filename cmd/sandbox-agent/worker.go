@@ -187,6 +187,12 @@ func (w *worker) kill() {
 	}
 }
 
+// sparePipesDelay is how long after a cell ends its worker makes the next cell's
+// pipes: the six syscalls must not hold up the cell's result, which the
+// agent sends within a millisecond, and an Exec that follows at once finds
+// them ready or makes its own.
+const sparePipesDelay = time.Millisecond
+
 // cellPipes returns the pipes for a cell: the spare ones, else new ones.
 func (w *worker) cellPipes() (*cellPipes, error) {
 	select {
