@@ -23,7 +23,7 @@ import (
 // processes) when they are missing, unless SANDBOXD_E2E=1 is set: CI runs
 // as root with it, so there a missing prerequisite fails instead of
 // silently skipping.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	var missing string
 	if os.Geteuid() != 0 {
@@ -42,7 +42,7 @@ func requireRoot(t *testing.T) {
 
 // newTestManager returns a Manager on a unique parent, sandboxd-test-<random>,
 // that the test's cleanup empties, closes and checks is gone.
-func newTestManager(t *testing.T) *Manager {
+func newTestManager(t testing.TB) *Manager {
 	t.Helper()
 	requireRoot(t)
 	m, err := NewManager("sandboxd-test-" + rand.Text()[:12])
@@ -532,5 +532,25 @@ func waitFile(t *testing.T, path string) {
 			t.Fatalf("%s did not appear within %v", path, eventTimeout)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkWindow measures what every Exec pays on the host for its usage:
+// one StartWindow and one End on a real group.
+func BenchmarkWindow(b *testing.B) {
+	m := newTestManager(b)
+	g, err := m.Create("sb-bench-window", Resources{Memory: 256 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Delete()
+	for b.Loop() {
+		w, err := g.StartWindow()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := w.End(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

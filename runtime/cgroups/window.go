@@ -32,11 +32,11 @@ type Usage struct {
 
 // StartWindow starts measuring. End must be called to release it.
 func (g *Group) StartWindow() (*Window, error) {
-	st, err := g.Stats()
+	cpu, err := g.cpuUsage()
 	if err != nil {
 		return nil, err
 	}
-	w := &Window{g: g, startCPU: st.CPUUsage}
+	w := &Window{g: g, startCPU: cpu}
 	if g.m.v2 {
 		// Since Linux 6.12 any write to memory.peak resets the peak seen
 		// through that open file only.
@@ -65,11 +65,11 @@ func (w *Window) End() (Usage, error) {
 	if w.peak != nil {
 		defer w.peak.Close()
 	}
-	st, err := w.g.Stats()
+	cpu, err := w.g.cpuUsage()
 	if err != nil {
 		return Usage{}, err
 	}
-	u := Usage{CPU: st.CPUUsage - w.startCPU}
+	u := Usage{CPU: cpu - w.startCPU}
 	switch {
 	case w.noPeak:
 	case w.peak != nil:
@@ -84,7 +84,27 @@ func (w *Window) End() (Usage, error) {
 		}
 		u.MemoryPeak = int64(v)
 	default:
-		u.MemoryPeak = st.MemoryPeak
+		var r fileReader
+		u.MemoryPeak = int64(r.uint(filepath.Join(w.g.dir("memory"), "memory.max_usage_in_bytes")))
+		if r.err != nil {
+			return Usage{}, fmt.Errorf("reading the memory peak of %s: %w", w.g.path, r.err)
+		}
 	}
 	return u, nil
+}
+
+// cpuUsage reads only the group's CPU time: a window reads no more than it
+// reports, as every Exec pays for it (BenchmarkWindow).
+func (g *Group) cpuUsage() (time.Duration, error) {
+	var r fileReader
+	var cpu time.Duration
+	if g.m.v2 {
+		cpu = time.Duration(r.key(filepath.Join(g.dir(""), "cpu.stat"), "usage_usec")) * time.Microsecond
+	} else {
+		cpu = time.Duration(r.uint(filepath.Join(g.dir("cpuacct"), "cpuacct.usage")))
+	}
+	if r.err != nil {
+		return 0, fmt.Errorf("reading the CPU time of %s: %w", g.path, r.err)
+	}
+	return cpu, nil
 }
