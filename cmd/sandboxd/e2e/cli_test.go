@@ -35,8 +35,8 @@ func (d *daemon) ctl(t *testing.T, stdin string, args ...string) (string, string
 
 // TestReadmeExampleWithSandboxctl guarantees that the README's sandboxctl
 // walk-through works as written: create, a pandas cell, kept state, bash,
-// upload, a script from a file, a plot, download, exit statuses, list,
-// destroy.
+// upload, a script from a file, a plot, download, exit statuses, pause and
+// a resuming exec, list, destroy.
 func TestReadmeExampleWithSandboxctl(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
 	dir := t.TempDir()
@@ -62,6 +62,9 @@ func TestReadmeExampleWithSandboxctl(t *testing.T) {
 		{[]string{"exec", "--lang", "bash", id, "exit 3"}, "", "", 3},
 		{[]string{"exec", id, "1/0"}, "", "", 1},
 		{[]string{"exec", "--timeout", "1s", "--lang", "bash", id, "sleep 100"}, "", "", 124},
+		{[]string{"pause", id}, "", id + " PAUSED\n", 0},
+		{[]string{"exec", id, "df.x.sum()"}, "", "10\n", 0},
+		{[]string{"resume", id}, "", id + " RUNNING\n", 0},
 		{[]string{"list"}, "", id, 0},
 		{[]string{"destroy", id}, "", "", 0},
 		{[]string{"exec", id, "1"}, "", "", 1},
