@@ -50,12 +50,18 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 	if err != nil {
 		return err
 	}
+	paused, _ := e.status()
+	asked := now()
 	e, sb, done, err := m.use(ctx, req.GetSandboxId())
 	if err != nil {
 		return err
 	}
 	defer done()
 	received := now()
+	var resumed time.Duration // what resuming a paused sandbox took
+	if paused == StatePaused {
+		resumed = received.Sub(asked)
+	}
 	usage := m.measure(e, sb)
 	defer usage.end()
 	send = usage.wrap(send)
@@ -99,7 +105,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 		case *sandboxv1.ExecEvent_Result:
 			res := sanitize(ev.GetResult())
 			if req.GetTrace() {
-				res.Trace = traceStages(received, start, res.Trace, usage)
+				res.Trace = traceStages(resumed, received, start, res.Trace, usage)
 			}
 			return send(&sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Result{Result: res}})
 		default:

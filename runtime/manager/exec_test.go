@@ -78,3 +78,26 @@ func TestSanitizeTraceBoundsAgentStages(t *testing.T) {
 		t.Fatal("no stages must stay none")
 	}
 }
+
+// TestTraceStagesIncludeResume guarantees that the trace of an Exec that
+// resumed a paused sandbox starts with that resume, and that of one that
+// did not has no such stage.
+func TestTraceStagesIncludeResume(t *testing.T) {
+	received := now()
+	called := received.Add(time.Millisecond)
+	for _, tc := range []struct {
+		resumed time.Duration
+		first   string
+	}{
+		{300 * time.Millisecond, "daemon: resume the paused sandbox"},
+		{0, "daemon: check the request, start the cgroup counters"},
+	} {
+		got := traceStages(tc.resumed, received, called, nil, &execUsage{})
+		if got[0].GetName() != tc.first {
+			t.Errorf("resumed %v: first stage %q, want %q", tc.resumed, got[0].GetName(), tc.first)
+		}
+		if tc.resumed > 0 && got[0].GetDuration().AsDuration() != tc.resumed {
+			t.Errorf("resume stage %v, want %v", got[0].GetDuration().AsDuration(), tc.resumed)
+		}
+	}
+}

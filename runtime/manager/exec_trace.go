@@ -37,12 +37,13 @@ func sanitizeTrace(in []*sandboxv1.ExecStage) []*sandboxv1.ExecStage {
 	return out
 }
 
-// traceStages puts the daemon's stages around the agent's: the daemon's
+// traceStages puts the daemon's stages around the agent's: the resume of a
+// paused sandbox if the Exec had to wait for one (resumed > 0), the daemon's
 // own work before it called the agent (received to called), the transport
 // both ways (the time the daemon waited for the result minus what the
 // agent accounted for), and its work after the result arrived, the host
 // cgroup reads included.
-func traceStages(received, called time.Time, agent []*sandboxv1.ExecStage, usage *execUsage) []*sandboxv1.ExecStage {
+func traceStages(resumed time.Duration, received, called time.Time, agent []*sandboxv1.ExecStage, usage *execUsage) []*sandboxv1.ExecStage {
 	arrived := now()
 	var inAgent time.Duration
 	for _, st := range agent {
@@ -52,10 +53,14 @@ func traceStages(received, called time.Time, agent []*sandboxv1.ExecStage, usage
 	stage := func(name string, d time.Duration) *sandboxv1.ExecStage {
 		return &sandboxv1.ExecStage{Name: name, Duration: durationpb.New(max(d, 0))}
 	}
-	out := []*sandboxv1.ExecStage{
+	var out []*sandboxv1.ExecStage
+	if resumed > 0 {
+		out = append(out, stage("daemon: resume the paused sandbox", resumed))
+	}
+	out = append(out,
 		stage("daemon: check the request, start the cgroup counters", called.Sub(received)),
 		stage("daemon <-> agent: gRPC over the init's pipes, both ways", arrived.Sub(called)-inAgent),
-	}
+	)
 	out = append(out, agent...)
 	return append(out, stage("daemon: read the cgroup counters, build the result", now().Sub(arrived)))
 }
