@@ -20,27 +20,36 @@ success.`, 1, -1)
 		if err != nil {
 			return err
 		}
-		failed := false
-		for _, id := range ids {
+		return c.eachID(ctx, cmd.name, ids, func(id string) error {
 			_, err := client.DestroySandbox(ctx, &sandboxv1.DestroySandboxRequest{SandboxId: id})
-			if err == nil {
-				continue
-			}
-			// No point going on without a daemon, nor after Ctrl-C.
-			if ctx.Err() != nil || c.conn.unreachable(err) != nil {
-				return err
-			}
-			msg := c.describe(err)
-			if len(ids) > 1 {
-				msg = id + ": " + msg
-			}
-			c.note(cmd.name, msg)
-			failed = true
-		}
-		if failed {
-			return &exitError{exitFailure}
-		}
-		return nil
+			return err
+		})
 	}
 	return cmd
+}
+
+// eachID calls do for each ID. A failure is reported (prefixed with its ID
+// when there are several) and the remaining IDs still go; the exit status
+// is then 1. It stops at once without a daemon or after Ctrl-C.
+func (c *cli) eachID(ctx context.Context, verb string, ids []string, do func(id string) error) error {
+	failed := false
+	for _, id := range ids {
+		err := do(id)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil || c.conn.unreachable(err) != nil {
+			return err
+		}
+		msg := c.describe(err)
+		if len(ids) > 1 {
+			msg = id + ": " + msg
+		}
+		c.note(verb, msg)
+		failed = true
+	}
+	if failed {
+		return &exitError{exitFailure}
+	}
+	return nil
 }

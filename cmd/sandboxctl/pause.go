@@ -42,27 +42,13 @@ func lifecycleCommand(name, summary, help string, call func(context.Context, san
 		if err != nil {
 			return err
 		}
-		failed := false
-		for _, id := range ids {
+		return c.eachID(ctx, cmd.name, ids, func(id string) error {
 			sb, err := call(ctx, client, id)
 			if err == nil {
 				fmt.Fprintf(c.stdout, "%s %s\n", sb.GetSandboxId(), stateName(sb.GetState()))
-				continue
 			}
-			if ctx.Err() != nil || c.conn.unreachable(err) != nil {
-				return err
-			}
-			msg := c.describe(err)
-			if len(ids) > 1 {
-				msg = id + ": " + msg
-			}
-			c.note(cmd.name, msg)
-			failed = true
-		}
-		if failed {
-			return &exitError{exitFailure}
-		}
-		return nil
+			return err
+		})
 	}
 	return cmd
 }

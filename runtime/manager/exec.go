@@ -52,7 +52,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 	}
 	paused, _ := e.status()
 	asked := now()
-	e, sb, done, err := m.use(ctx, req.GetSandboxId())
+	sb, done, err := m.use(ctx, e)
 	if err != nil {
 		return err
 	}

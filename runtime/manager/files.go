@@ -30,7 +30,11 @@ func (m *Manager) Upload(ctx context.Context, hdr *sandboxv1.FileHeader, next fu
 	if hdr.GetMode()&^0o777 != 0 {
 		return nil, fmt.Errorf("mode %#o has bits other than permissions (0777): %w", hdr.GetMode(), errdefs.ErrInvalidArgument)
 	}
-	e, sb, done, err := m.use(ctx, hdr.GetSandboxId())
+	e, err := m.lookup(hdr.GetSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	sb, done, err := m.use(ctx, e)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +116,11 @@ func (m *Manager) Download(ctx context.Context, id, path string, send func(*sand
 	if err != nil {
 		return err
 	}
-	e, sb, done, err := m.use(ctx, id)
+	e, err := m.lookup(id)
+	if err != nil {
+		return err
+	}
+	sb, done, err := m.use(ctx, e)
 	if err != nil {
 		return err
 	}

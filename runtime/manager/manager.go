@@ -128,15 +128,12 @@ func (m *Manager) lookup(id string) (*entry, error) {
 	return e, nil
 }
 
-// use returns the running sandbox of id for one call, resuming it first
-// if it is paused; done must be called when the call ends, and until then
-// the sandbox is neither paused nor replaced. An unknown ID gives
-// NotFound, an ended sandbox FailedPrecondition saying why.
-func (m *Manager) use(ctx context.Context, id string) (_ *entry, _ *sandbox.Sandbox, done func(), _ error) {
-	e, err := m.lookup(id)
-	if err != nil {
-		return nil, nil, nil, err
-	}
+// use returns e's running sandbox for one call, resuming it first if it
+// is paused; done must be called when the call ends, and until then the
+// sandbox is neither paused nor replaced. A destroyed sandbox gives
+// NotFound, an ended one FailedPrecondition saying why.
+func (m *Manager) use(ctx context.Context, e *entry) (_ *sandbox.Sandbox, done func(), _ error) {
+	id := e.id
 	e.touch()
 	for {
 		e.op.RLock()
@@ -146,10 +143,10 @@ func (m *Manager) use(ctx context.Context, id string) (_ *entry, _ *sandbox.Sand
 		switch {
 		case gone:
 			e.op.RUnlock()
-			return nil, nil, nil, fmt.Errorf("sandbox %q was destroyed: %w", id, errdefs.ErrNotFound)
+			return nil, nil, fmt.Errorf("sandbox %q was destroyed: %w", id, errdefs.ErrNotFound)
 		case st == StateRunning:
 			e.inflight.Add(1)
-			return e, sb, func() {
+			return sb, func() {
 				e.touch()
 				e.inflight.Add(-1)
 				e.op.RUnlock()
@@ -157,11 +154,11 @@ func (m *Manager) use(ctx context.Context, id string) (_ *entry, _ *sandbox.Sand
 		case st == StatePaused:
 			e.op.RUnlock()
 			if err := m.resume(ctx, e); err != nil {
-				return nil, nil, nil, err
+				return nil, nil, err
 			}
 		default:
 			e.op.RUnlock()
-			return nil, nil, nil, fmt.Errorf("sandbox %q is %s (%s): destroy it and create a new one: %w", id, st, reason, errdefs.ErrFailedPrecondition)
+			return nil, nil, fmt.Errorf("sandbox %q is %s (%s): destroy it and create a new one: %w", id, st, reason, errdefs.ErrFailedPrecondition)
 		}
 	}
 }

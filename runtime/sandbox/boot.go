@@ -55,26 +55,15 @@ func Boot(ctx context.Context, cfg Config) (*Sandbox, error) {
 // failure everything it acquired is released before it returns.
 func Restore(ctx context.Context, cfg Config, image string) (*Sandbox, error) {
 	return launch(ctx, cfg, func(s *Sandbox, p *pipes, stderr *tail) error {
-		s.restored = true
-		t0 := time.Now()
-		err := cfg.Runsc.Restore(ctx, cfg.ID, runsc.RestoreOpts{
-			CreateOpts: runsc.CreateOpts{Bundle: cfg.BundleDir, Stdin: p.inR, Stdout: p.outW, Stderr: p.errW},
-			ImagePath:  image,
-			Background: true,
-		})
-		p.closeTheirs()
+		restore, agentReady, err := s.restoreImage(ctx, cfg, image, p, stderr)
 		if err != nil {
-			return fmt.Errorf("%w: %s", err, stderr.text())
-		}
-		t1 := time.Now()
-		if err := s.connect(ctx, cfg, p, stderr); err != nil {
 			return err
 		}
-		t2 := time.Now()
+		t := time.Now()
 		if err := s.warmup(ctx, restoreProbe(cfg.WarmImports, cfg.Prefault)); err != nil {
 			return err
 		}
-		s.log.Debug("sandbox restored", "restore", t1.Sub(t0), "agent_ready", t2.Sub(t1), "reseed", time.Since(t2))
+		s.log.Debug("sandbox restored", "restore", restore, "agent_ready", agentReady, "reseed", time.Since(t))
 		return nil
 	})
 }
@@ -87,24 +76,36 @@ func Restore(ctx context.Context, cfg Config, image string) (*Sandbox, error) {
 // it returns.
 func Resume(ctx context.Context, cfg Config, image string) (*Sandbox, error) {
 	return launch(ctx, cfg, func(s *Sandbox, p *pipes, stderr *tail) error {
-		s.restored = true
-		t0 := time.Now()
-		err := cfg.Runsc.Restore(ctx, cfg.ID, runsc.RestoreOpts{
-			CreateOpts: runsc.CreateOpts{Bundle: cfg.BundleDir, Stdin: p.inR, Stdout: p.outW, Stderr: p.errW},
-			ImagePath:  image,
-			Background: true,
-		})
-		p.closeTheirs()
+		restore, agentReady, err := s.restoreImage(ctx, cfg, image, p, stderr)
 		if err != nil {
-			return fmt.Errorf("%w: %s", err, stderr.text())
-		}
-		t1 := time.Now()
-		if err := s.connect(ctx, cfg, p, stderr); err != nil {
 			return err
 		}
-		s.log.Debug("sandbox resumed", "restore", t1.Sub(t0), "agent_ready", time.Since(t1))
+		s.log.Debug("sandbox resumed", "restore", restore, "agent_ready", agentReady)
 		return nil
 	})
+}
+
+// restoreImage restores image into the sandbox on the fresh pipes p (runsc
+// restore --background rebinds the agent's stdio to them) and connects to
+// the agent, which serves the new connection. It returns how long each of
+// the two took.
+func (s *Sandbox) restoreImage(ctx context.Context, cfg Config, image string, p *pipes, stderr *tail) (restore, agentReady time.Duration, _ error) {
+	s.restored = true
+	t0 := time.Now()
+	err := cfg.Runsc.Restore(ctx, cfg.ID, runsc.RestoreOpts{
+		CreateOpts: runsc.CreateOpts{Bundle: cfg.BundleDir, Stdin: p.inR, Stdout: p.outW, Stderr: p.errW},
+		ImagePath:  image,
+		Background: true,
+	})
+	p.closeTheirs()
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %s", err, stderr.text())
+	}
+	t1 := time.Now()
+	if err := s.connect(ctx, cfg, p, stderr); err != nil {
+		return 0, 0, err
+	}
+	return t1.Sub(t0), time.Since(t1), nil
 }
 
 // launch prepares what every sandbox needs (cgroup clean-up, bundle, stdio

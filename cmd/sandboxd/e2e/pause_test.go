@@ -244,35 +244,57 @@ func TestCorruptPausedImageIsDataLoss(t *testing.T) {
 // each with its state; a sandbox destroyed before the stop stays gone.
 func TestRestartAdoptsPausedSandboxes(t *testing.T) {
 	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pause.yaml"), pauseOnExit: true})
-	var ids, pids []string
-	for i := range 3 {
-		id := d.create(t)
-		ids = append(ids, id)
-		pids = append(pids, setState(t, d, id, strings.Repeat("9", i+1)))
-	}
-	gone := d.create(t)
-	if _, err := d.client.DestroySandbox(ctx(t), &sandboxv1.DestroySandboxRequest{SandboxId: gone}); err != nil {
-		t.Fatal(err)
-	}
+	s := startSessions(t, d, "9")
 	d.stop()
 	d2 := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pause.yaml"), stateDir: d.stateDir})
-	list, err := d2.client.ListSandboxes(ctx(t), &sandboxv1.ListSandboxesRequest{})
+	s.wantAdopted(t, d2, sandboxv1.SandboxState_SANDBOX_STATE_PAUSED)
+}
+
+// sessions are 3 sandboxes holding state (setState with digit repeated 1,
+// 2 and 3 times) and one destroyed just before the daemon goes away.
+type sessions struct {
+	digit     string
+	ids, pids []string
+	gone      string
+}
+
+func startSessions(t *testing.T, d *daemon, digit string) *sessions {
+	t.Helper()
+	s := &sessions{digit: digit}
+	for i := range 3 {
+		id := d.create(t)
+		s.ids = append(s.ids, id)
+		s.pids = append(s.pids, setState(t, d, id, strings.Repeat(digit, i+1)))
+	}
+	s.gone = d.create(t)
+	if _, err := d.client.DestroySandbox(ctx(t), &sandboxv1.DestroySandboxRequest{SandboxId: s.gone}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// wantAdopted checks that the restarted daemon d lists exactly the 3
+// sessions, in state, each answering with its state, and not the
+// destroyed one.
+func (s *sessions) wantAdopted(t *testing.T, d *daemon, state sandboxv1.SandboxState) {
+	t.Helper()
+	list, err := d.client.ListSandboxes(ctx(t), &sandboxv1.ListSandboxesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Sandboxes) != len(ids) {
-		t.Fatalf("restarted daemon lists %d sandboxes, want %d: %v", len(list.Sandboxes), len(ids), list.Sandboxes)
+	if len(list.Sandboxes) != len(s.ids) {
+		t.Fatalf("restarted daemon lists %d sandboxes, want %d: %v", len(list.Sandboxes), len(s.ids), list.Sandboxes)
 	}
 	for _, sb := range list.Sandboxes {
-		if sb.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_PAUSED {
-			t.Errorf("sandbox %s is %v after the restart, want PAUSED", sb.SandboxId, sb.GetState())
+		if sb.GetState() != state {
+			t.Errorf("sandbox %s is %v after the restart, want %v", sb.SandboxId, sb.GetState(), state)
 		}
 	}
-	for i, id := range ids {
-		wantState(t, d2, id, strings.Repeat("9", i+1), pids[i])
+	for i, id := range s.ids {
+		wantState(t, d, id, strings.Repeat(s.digit, i+1), s.pids[i])
 	}
-	if _, err := d2.client.GetSandbox(ctx(t), &sandboxv1.GetSandboxRequest{SandboxId: gone}); status.Code(err) != codes.NotFound {
-		t.Errorf("the sandbox destroyed before the stop: %v, want NOT_FOUND", err)
+	if _, err := d.client.GetSandbox(ctx(t), &sandboxv1.GetSandboxRequest{SandboxId: s.gone}); status.Code(err) != codes.NotFound {
+		t.Errorf("the sandbox destroyed before the restart: %v, want NOT_FOUND", err)
 	}
 }
 
@@ -283,45 +305,19 @@ func TestRestartAdoptsPausedSandboxes(t *testing.T) {
 // the crash stays destroyed.
 func TestCrashKeepsSandboxesRunning(t *testing.T) {
 	d := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pause.yaml")})
-	var ids, pids []string
-	for i := range 3 {
-		id := d.create(t)
-		ids = append(ids, id)
-		pids = append(pids, setState(t, d, id, strings.Repeat("5", i+1)))
-	}
-	gone := d.create(t)
-	if _, err := d.client.DestroySandbox(ctx(t), &sandboxv1.DestroySandboxRequest{SandboxId: gone}); err != nil {
-		t.Fatal(err)
-	}
+	s := startSessions(t, d, "5")
 	d.kill()
 	time.Sleep(500 * time.Millisecond)
-	for _, id := range ids {
+	for _, id := range s.ids {
 		if len(strayProcesses(d.runscRoot(), id)) == 0 {
 			t.Fatalf("sandbox %s stopped running when the daemon was killed", id)
 		}
 	}
 	d2 := startDaemon(t, daemonOpts{policy: copyPolicy(t, "pause.yaml"), stateDir: d.stateDir})
-	list, err := d2.client.ListSandboxes(ctx(t), &sandboxv1.ListSandboxesRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list.Sandboxes) != len(ids) {
-		t.Fatalf("restarted daemon lists %d sandboxes, want %d: %v", len(list.Sandboxes), len(ids), list.Sandboxes)
-	}
-	for _, sb := range list.Sandboxes {
-		if sb.GetState() != sandboxv1.SandboxState_SANDBOX_STATE_RUNNING {
-			t.Errorf("sandbox %s is %v after the crash, want RUNNING", sb.SandboxId, sb.GetState())
-		}
-	}
-	for i, id := range ids {
-		wantState(t, d2, id, strings.Repeat("5", i+1), pids[i])
-	}
-	// The adopted sandboxes still pause, resume and stream files.
-	d2.pause(t, ids[0])
-	wantState(t, d2, ids[0], "5", pids[0])
-	if _, err := d2.client.GetSandbox(ctx(t), &sandboxv1.GetSandboxRequest{SandboxId: gone}); status.Code(err) != codes.NotFound {
-		t.Errorf("the sandbox destroyed before the crash: %v, want NOT_FOUND", err)
-	}
+	s.wantAdopted(t, d2, sandboxv1.SandboxState_SANDBOX_STATE_RUNNING)
+	// The adopted sandboxes still pause and resume.
+	d2.pause(t, s.ids[0])
+	wantState(t, d2, s.ids[0], "5", s.pids[0])
 }
 
 // footprint is what a daemon holds on the host, to compare before and after
