@@ -44,9 +44,28 @@ func Release(ctx context.Context, sock string) error {
 	return nil
 }
 
-// roundTrip sends one request on a new connection and returns the reply
-// and the fds that came with it; an "error: " reply is an error.
-func roundTrip(ctx context.Context, sock, req string) (string, []*os.File, error) {
+// resetAttempts is how many times a request is made when the holder resets
+// the connection before it answers. A holder that exited leaves no socket
+// (ENOENT) or a dead one (ECONNREFUSED), so only a live holder that dropped
+// one connection is asked again: a reset was seen once, in the crash
+// test under a full make test, where losing the answer loses the sandbox.
+const resetAttempts = 3
+
+// roundTrip sends one request and returns the reply and the fds that came
+// with it; an "error: " reply is an error. A reset connection is tried
+// again, up to resetAttempts in all.
+func roundTrip(ctx context.Context, sock, req string) (reply string, files []*os.File, err error) {
+	for range resetAttempts {
+		reply, files, err = roundTripOnce(ctx, sock, req)
+		if !errors.Is(err, syscall.ECONNRESET) || ctx.Err() != nil {
+			break
+		}
+	}
+	return reply, files, err
+}
+
+// roundTripOnce is one request on a new connection.
+func roundTripOnce(ctx context.Context, sock, req string) (string, []*os.File, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unixpacket", sock)
 	if err != nil {

@@ -621,3 +621,50 @@ func cost(b *testing.B, pid int) (rss, pss, threads float64) {
 	}
 	return rss, pss, threads
 }
+
+// TestGetRetriesAReset guarantees that a connection the holder drops with
+// the request unread (a reset) is asked again, so that a live holder's
+// answer is not lost, and that a holder resetting every time still fails.
+func TestGetRetriesAReset(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		resets int
+		ok     bool
+	}{
+		{"one reset", 1, true},
+		{"always resets", resetAttempts, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "h.sock")
+			l, err := net.Listen("unixpacket", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			go func() {
+				for i := 0; ; i++ {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					if i < tc.resets {
+						time.Sleep(20 * time.Millisecond) // the request is in, unread
+						c.Close()
+						continue
+					}
+					buf := make([]byte, 64)
+					c.Read(buf)
+					c.Write([]byte(replyOK + " 0"))
+					c.Close()
+				}
+			}()
+			files, err := Get(context.Background(), sock)
+			if tc.ok && (err != nil || len(files) != 0) {
+				t.Fatalf("Get = %v, %v; want the answer after the reset", files, err)
+			}
+			if !tc.ok && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("Get = %v; want the reset after %d attempts", err, resetAttempts)
+			}
+		})
+	}
+}

@@ -213,7 +213,16 @@ func (h *holder) accept() (released bool) {
 		return false
 	}
 	buf := make([]byte, maxRequest)
-	n, _, flags, _, err := unix.Recvmsg(cfd, buf, nil, 0)
+	var n, flags int
+	for {
+		// A socket with a receive timeout is not restarted after a
+		// signal (signal(7)): an interrupted read is tried again, since
+		// closing the connection with its request unread resets it.
+		n, _, flags, _, err = unix.Recvmsg(cfd, buf, nil, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
 	switch {
 	case err != nil || n == 0:
 		return false // timed out or left without asking
@@ -249,9 +258,11 @@ func (h *holder) accept() (released bool) {
 	}
 }
 
-// reply sends one packet; a client that left gets nothing.
+// reply sends one packet (again if a signal interrupted it); a client that
+// left gets nothing.
 func reply(cfd int, msg string, rights []byte) {
-	_ = unix.Sendmsg(cfd, []byte(msg), rights, nil, unix.MSG_NOSIGNAL)
+	for unix.Sendmsg(cfd, []byte(msg), rights, nil, unix.MSG_NOSIGNAL) == unix.EINTR {
+	}
 }
 
 // removeSocket removes the holder's socket, so that the next client gets
