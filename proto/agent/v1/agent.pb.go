@@ -113,6 +113,10 @@ type PingRequest struct {
 	// every later bash Exec). The agent itself runs with a higher limit, so
 	// code at its limit cannot starve the agent of threads. 0 leaves it.
 	CodeProcesses int64 `protobuf:"varint,3,opt,name=code_processes,json=codeProcesses,proto3" json:"code_processes,omitempty"`
+	// The most figures, and bytes of figures, one Python Exec returns
+	// (template limits.images). 0 leaves the limit as it is.
+	MaxImages     int64 `protobuf:"varint,4,opt,name=max_images,json=maxImages,proto3" json:"max_images,omitempty"`
+	MaxImageBytes int64 `protobuf:"varint,5,opt,name=max_image_bytes,json=maxImageBytes,proto3" json:"max_image_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -168,6 +172,20 @@ func (x *PingRequest) GetCodeProcesses() int64 {
 	return 0
 }
 
+func (x *PingRequest) GetMaxImages() int64 {
+	if x != nil {
+		return x.MaxImages
+	}
+	return 0
+}
+
+func (x *PingRequest) GetMaxImageBytes() int64 {
+	if x != nil {
+		return x.MaxImageBytes
+	}
+	return 0
+}
+
 type PingResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The agent's process ID inside the sandbox.
@@ -219,19 +237,24 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"\x14agent/v1/agent.proto\x12\bagent.v1\x1a\x18sandbox/v1/sandbox.proto\"\x10\n" +
 	"\x0eQuiesceRequest\"\x11\n" +
-	"\x0fQuiesceResponse\"\x89\x01\n" +
+	"\x0fQuiesceResponse\"\xd0\x01\n" +
 	"\vPingRequest\x12!\n" +
 	"\fstart_python\x18\x01 \x01(\bR\vstartPython\x120\n" +
 	"\x14python_address_space\x18\x02 \x01(\x03R\x12pythonAddressSpace\x12%\n" +
-	"\x0ecode_processes\x18\x03 \x01(\x03R\rcodeProcesses\" \n" +
+	"\x0ecode_processes\x18\x03 \x01(\x03R\rcodeProcesses\x12\x1d\n" +
+	"\n" +
+	"max_images\x18\x04 \x01(\x03R\tmaxImages\x12&\n" +
+	"\x0fmax_image_bytes\x18\x05 \x01(\x03R\rmaxImageBytes\" \n" +
 	"\fPingResponse\x12\x10\n" +
-	"\x03pid\x18\x01 \x01(\x05R\x03pid2\xce\x02\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid2\xdf\x03\n" +
 	"\fAgentService\x125\n" +
 	"\x04Ping\x12\x15.agent.v1.PingRequest\x1a\x16.agent.v1.PingResponse\x128\n" +
 	"\x04Exec\x12\x17.sandbox.v1.ExecRequest\x1a\x15.sandbox.v1.ExecEvent0\x01\x12D\n" +
 	"\tWriteFile\x12\x19.sandbox.v1.UploadRequest\x1a\x1a.sandbox.v1.UploadResponse(\x01\x12G\n" +
 	"\bReadFile\x12\x1b.sandbox.v1.DownloadRequest\x1a\x1c.sandbox.v1.DownloadResponse0\x01\x12>\n" +
-	"\aQuiesce\x12\x18.agent.v1.QuiesceRequest\x1a\x19.agent.v1.QuiesceResponseB5Z3github.com/sandboxd/sandboxd/proto/agent/v1;agentv1b\x06proto3"
+	"\aQuiesce\x12\x18.agent.v1.QuiesceRequest\x1a\x19.agent.v1.QuiesceResponse\x12E\n" +
+	"\bEditFile\x12\x1b.sandbox.v1.EditFileRequest\x1a\x1c.sandbox.v1.EditFileResponse\x12H\n" +
+	"\tListFiles\x12\x1c.sandbox.v1.ListFilesRequest\x1a\x1d.sandbox.v1.ListFilesResponseB5Z3github.com/sandboxd/sandboxd/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -247,33 +270,41 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 
 var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_agent_v1_agent_proto_goTypes = []any{
-	(*QuiesceRequest)(nil),      // 0: agent.v1.QuiesceRequest
-	(*QuiesceResponse)(nil),     // 1: agent.v1.QuiesceResponse
-	(*PingRequest)(nil),         // 2: agent.v1.PingRequest
-	(*PingResponse)(nil),        // 3: agent.v1.PingResponse
-	(*v1.ExecRequest)(nil),      // 4: sandbox.v1.ExecRequest
-	(*v1.UploadRequest)(nil),    // 5: sandbox.v1.UploadRequest
-	(*v1.DownloadRequest)(nil),  // 6: sandbox.v1.DownloadRequest
-	(*v1.ExecEvent)(nil),        // 7: sandbox.v1.ExecEvent
-	(*v1.UploadResponse)(nil),   // 8: sandbox.v1.UploadResponse
-	(*v1.DownloadResponse)(nil), // 9: sandbox.v1.DownloadResponse
+	(*QuiesceRequest)(nil),       // 0: agent.v1.QuiesceRequest
+	(*QuiesceResponse)(nil),      // 1: agent.v1.QuiesceResponse
+	(*PingRequest)(nil),          // 2: agent.v1.PingRequest
+	(*PingResponse)(nil),         // 3: agent.v1.PingResponse
+	(*v1.ExecRequest)(nil),       // 4: sandbox.v1.ExecRequest
+	(*v1.UploadRequest)(nil),     // 5: sandbox.v1.UploadRequest
+	(*v1.DownloadRequest)(nil),   // 6: sandbox.v1.DownloadRequest
+	(*v1.EditFileRequest)(nil),   // 7: sandbox.v1.EditFileRequest
+	(*v1.ListFilesRequest)(nil),  // 8: sandbox.v1.ListFilesRequest
+	(*v1.ExecEvent)(nil),         // 9: sandbox.v1.ExecEvent
+	(*v1.UploadResponse)(nil),    // 10: sandbox.v1.UploadResponse
+	(*v1.DownloadResponse)(nil),  // 11: sandbox.v1.DownloadResponse
+	(*v1.EditFileResponse)(nil),  // 12: sandbox.v1.EditFileResponse
+	(*v1.ListFilesResponse)(nil), // 13: sandbox.v1.ListFilesResponse
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
-	2, // 0: agent.v1.AgentService.Ping:input_type -> agent.v1.PingRequest
-	4, // 1: agent.v1.AgentService.Exec:input_type -> sandbox.v1.ExecRequest
-	5, // 2: agent.v1.AgentService.WriteFile:input_type -> sandbox.v1.UploadRequest
-	6, // 3: agent.v1.AgentService.ReadFile:input_type -> sandbox.v1.DownloadRequest
-	0, // 4: agent.v1.AgentService.Quiesce:input_type -> agent.v1.QuiesceRequest
-	3, // 5: agent.v1.AgentService.Ping:output_type -> agent.v1.PingResponse
-	7, // 6: agent.v1.AgentService.Exec:output_type -> sandbox.v1.ExecEvent
-	8, // 7: agent.v1.AgentService.WriteFile:output_type -> sandbox.v1.UploadResponse
-	9, // 8: agent.v1.AgentService.ReadFile:output_type -> sandbox.v1.DownloadResponse
-	1, // 9: agent.v1.AgentService.Quiesce:output_type -> agent.v1.QuiesceResponse
-	5, // [5:10] is the sub-list for method output_type
-	0, // [0:5] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	2,  // 0: agent.v1.AgentService.Ping:input_type -> agent.v1.PingRequest
+	4,  // 1: agent.v1.AgentService.Exec:input_type -> sandbox.v1.ExecRequest
+	5,  // 2: agent.v1.AgentService.WriteFile:input_type -> sandbox.v1.UploadRequest
+	6,  // 3: agent.v1.AgentService.ReadFile:input_type -> sandbox.v1.DownloadRequest
+	0,  // 4: agent.v1.AgentService.Quiesce:input_type -> agent.v1.QuiesceRequest
+	7,  // 5: agent.v1.AgentService.EditFile:input_type -> sandbox.v1.EditFileRequest
+	8,  // 6: agent.v1.AgentService.ListFiles:input_type -> sandbox.v1.ListFilesRequest
+	3,  // 7: agent.v1.AgentService.Ping:output_type -> agent.v1.PingResponse
+	9,  // 8: agent.v1.AgentService.Exec:output_type -> sandbox.v1.ExecEvent
+	10, // 9: agent.v1.AgentService.WriteFile:output_type -> sandbox.v1.UploadResponse
+	11, // 10: agent.v1.AgentService.ReadFile:output_type -> sandbox.v1.DownloadResponse
+	1,  // 11: agent.v1.AgentService.Quiesce:output_type -> agent.v1.QuiesceResponse
+	12, // 12: agent.v1.AgentService.EditFile:output_type -> sandbox.v1.EditFileResponse
+	13, // 13: agent.v1.AgentService.ListFiles:output_type -> sandbox.v1.ListFilesResponse
+	7,  // [7:14] is the sub-list for method output_type
+	0,  // [0:7] is the sub-list for method input_type
+	0,  // [0:0] is the sub-list for extension type_name
+	0,  // [0:0] is the sub-list for extension extendee
+	0,  // [0:0] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }

@@ -31,6 +31,8 @@ const (
 	AgentService_WriteFile_FullMethodName = "/agent.v1.AgentService/WriteFile"
 	AgentService_ReadFile_FullMethodName  = "/agent.v1.AgentService/ReadFile"
 	AgentService_Quiesce_FullMethodName   = "/agent.v1.AgentService/Quiesce"
+	AgentService_EditFile_FullMethodName  = "/agent.v1.AgentService/EditFile"
+	AgentService_ListFiles_FullMethodName = "/agent.v1.AgentService/ListFiles"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -56,6 +58,10 @@ type AgentServiceClient interface {
 	// the daemon sends after restoring the image on fresh pipes. The daemon
 	// sends nothing more on the old connection.
 	Quiesce(ctx context.Context, in *QuiesceRequest, opts ...grpc.CallOption) (*QuiesceResponse, error)
+	// EditFile runs a text-editor command; sandbox_id is ignored.
+	EditFile(ctx context.Context, in *v1.EditFileRequest, opts ...grpc.CallOption) (*v1.EditFileResponse, error)
+	// ListFiles lists a directory; sandbox_id is ignored.
+	ListFiles(ctx context.Context, in *v1.ListFilesRequest, opts ...grpc.CallOption) (*v1.ListFilesResponse, error)
 }
 
 type agentServiceClient struct {
@@ -137,6 +143,26 @@ func (c *agentServiceClient) Quiesce(ctx context.Context, in *QuiesceRequest, op
 	return out, nil
 }
 
+func (c *agentServiceClient) EditFile(ctx context.Context, in *v1.EditFileRequest, opts ...grpc.CallOption) (*v1.EditFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.EditFileResponse)
+	err := c.cc.Invoke(ctx, AgentService_EditFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) ListFiles(ctx context.Context, in *v1.ListFilesRequest, opts ...grpc.CallOption) (*v1.ListFilesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ListFilesResponse)
+	err := c.cc.Invoke(ctx, AgentService_ListFiles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -160,6 +186,10 @@ type AgentServiceServer interface {
 	// the daemon sends after restoring the image on fresh pipes. The daemon
 	// sends nothing more on the old connection.
 	Quiesce(context.Context, *QuiesceRequest) (*QuiesceResponse, error)
+	// EditFile runs a text-editor command; sandbox_id is ignored.
+	EditFile(context.Context, *v1.EditFileRequest) (*v1.EditFileResponse, error)
+	// ListFiles lists a directory; sandbox_id is ignored.
+	ListFiles(context.Context, *v1.ListFilesRequest) (*v1.ListFilesResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -184,6 +214,12 @@ func (UnimplementedAgentServiceServer) ReadFile(*v1.DownloadRequest, grpc.Server
 }
 func (UnimplementedAgentServiceServer) Quiesce(context.Context, *QuiesceRequest) (*QuiesceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Quiesce not implemented")
+}
+func (UnimplementedAgentServiceServer) EditFile(context.Context, *v1.EditFileRequest) (*v1.EditFileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EditFile not implemented")
+}
+func (UnimplementedAgentServiceServer) ListFiles(context.Context, *v1.ListFilesRequest) (*v1.ListFilesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFiles not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -271,6 +307,42 @@ func _AgentService_Quiesce_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_EditFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.EditFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).EditFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_EditFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).EditFile(ctx, req.(*v1.EditFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_ListFiles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.ListFilesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).ListFiles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_ListFiles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).ListFiles(ctx, req.(*v1.ListFilesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -285,6 +357,14 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Quiesce",
 			Handler:    _AgentService_Quiesce_Handler,
+		},
+		{
+			MethodName: "EditFile",
+			Handler:    _AgentService_EditFile_Handler,
+		},
+		{
+			MethodName: "ListFiles",
+			Handler:    _AgentService_ListFiles_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -150,6 +150,12 @@ const (
 	Language_LANGUAGE_PYTHON Language = 1
 	// A new bash process running the code as a script.
 	Language_LANGUAGE_BASH Language = 2
+	// The sandbox's persistent bash session: the working directory, exported
+	// variables, shell variables, functions and aliases persist from one Exec
+	// to the next, like the Python interpreter's state. A timeout or a
+	// cancellation stops the command and keeps the session when it can;
+	// otherwise the session is started afresh and the result says state_lost.
+	Language_LANGUAGE_BASH_SESSION Language = 3
 )
 
 // Enum value maps for Language.
@@ -158,11 +164,13 @@ var (
 		0: "LANGUAGE_UNSPECIFIED",
 		1: "LANGUAGE_PYTHON",
 		2: "LANGUAGE_BASH",
+		3: "LANGUAGE_BASH_SESSION",
 	}
 	Language_value = map[string]int32{
-		"LANGUAGE_UNSPECIFIED": 0,
-		"LANGUAGE_PYTHON":      1,
-		"LANGUAGE_BASH":        2,
+		"LANGUAGE_UNSPECIFIED":  0,
+		"LANGUAGE_PYTHON":       1,
+		"LANGUAGE_BASH":         2,
+		"LANGUAGE_BASH_SESSION": 3,
 	}
 )
 
@@ -266,6 +274,69 @@ func (ExecStatus) EnumDescriptor() ([]byte, []int) {
 	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{3}
 }
 
+// EditCommand is what EditFile does.
+type EditCommand int32
+
+const (
+	EditCommand_EDIT_COMMAND_UNSPECIFIED EditCommand = 0
+	// Show a file's lines numbered from 1 (optionally view_range), or a
+	// directory's entries two levels deep.
+	EditCommand_EDIT_COMMAND_VIEW EditCommand = 1
+	// Write file_text to path, creating the file or replacing it whole.
+	EditCommand_EDIT_COMMAND_CREATE EditCommand = 2
+	// Replace the one occurrence of old_str with new_str. No occurrence, or
+	// more than one, is FAILED_PRECONDITION saying how many (and on which
+	// lines).
+	EditCommand_EDIT_COMMAND_STR_REPLACE EditCommand = 3
+	// Insert new_str after line insert_line (0: at the top).
+	EditCommand_EDIT_COMMAND_INSERT EditCommand = 4
+)
+
+// Enum value maps for EditCommand.
+var (
+	EditCommand_name = map[int32]string{
+		0: "EDIT_COMMAND_UNSPECIFIED",
+		1: "EDIT_COMMAND_VIEW",
+		2: "EDIT_COMMAND_CREATE",
+		3: "EDIT_COMMAND_STR_REPLACE",
+		4: "EDIT_COMMAND_INSERT",
+	}
+	EditCommand_value = map[string]int32{
+		"EDIT_COMMAND_UNSPECIFIED": 0,
+		"EDIT_COMMAND_VIEW":        1,
+		"EDIT_COMMAND_CREATE":      2,
+		"EDIT_COMMAND_STR_REPLACE": 3,
+		"EDIT_COMMAND_INSERT":      4,
+	}
+)
+
+func (x EditCommand) Enum() *EditCommand {
+	p := new(EditCommand)
+	*p = x
+	return p
+}
+
+func (x EditCommand) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EditCommand) Descriptor() protoreflect.EnumDescriptor {
+	return file_sandbox_v1_sandbox_proto_enumTypes[4].Descriptor()
+}
+
+func (EditCommand) Type() protoreflect.EnumType {
+	return &file_sandbox_v1_sandbox_proto_enumTypes[4]
+}
+
+func (x EditCommand) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EditCommand.Descriptor instead.
+func (EditCommand) EnumDescriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{4}
+}
+
 // SnapshotState is where a template's snapshot image stands.
 type SnapshotState int32
 
@@ -311,11 +382,11 @@ func (x SnapshotState) String() string {
 }
 
 func (SnapshotState) Descriptor() protoreflect.EnumDescriptor {
-	return file_sandbox_v1_sandbox_proto_enumTypes[4].Descriptor()
+	return file_sandbox_v1_sandbox_proto_enumTypes[5].Descriptor()
 }
 
 func (SnapshotState) Type() protoreflect.EnumType {
-	return &file_sandbox_v1_sandbox_proto_enumTypes[4]
+	return &file_sandbox_v1_sandbox_proto_enumTypes[5]
 }
 
 func (x SnapshotState) Number() protoreflect.EnumNumber {
@@ -324,7 +395,7 @@ func (x SnapshotState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SnapshotState.Descriptor instead.
 func (SnapshotState) EnumDescriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{4}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{5}
 }
 
 // Sandbox describes one sandbox.
@@ -531,8 +602,13 @@ type Limits struct {
 	// Bytes downloaded from the sandbox over its life. Policy
 	// limits.download_total.
 	DownloadTotalBytes int64 `protobuf:"varint,16,opt,name=download_total_bytes,json=downloadTotalBytes,proto3" json:"download_total_bytes,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Figures one Python Exec may return (ExecResult.images). Policy
+	// limits.images.count.
+	Images int64 `protobuf:"varint,17,opt,name=images,proto3" json:"images,omitempty"`
+	// Bytes of figures one Python Exec may return. Policy limits.images.bytes.
+	ImageBytes    int64 `protobuf:"varint,18,opt,name=image_bytes,json=imageBytes,proto3" json:"image_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -673,6 +749,20 @@ func (x *Limits) GetDownloadFileBytes() int64 {
 func (x *Limits) GetDownloadTotalBytes() int64 {
 	if x != nil {
 		return x.DownloadTotalBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetImages() int64 {
+	if x != nil {
+		return x.Images
+	}
+	return 0
+}
+
+func (x *Limits) GetImageBytes() int64 {
+	if x != nil {
+		return x.ImageBytes
 	}
 	return 0
 }
@@ -1138,7 +1228,14 @@ type ExecRequest struct {
 	Stdin []byte `protobuf:"bytes,7,opt,name=stdin,proto3" json:"stdin,omitempty"`
 	// Report how long each stage of this Exec took, in ExecResult.trace
 	// (sandboxctl exec --trace). Costs a few clock reads.
-	Trace         bool `protobuf:"varint,8,opt,name=trace,proto3" json:"trace,omitempty"`
+	Trace bool `protobuf:"varint,8,opt,name=trace,proto3" json:"trace,omitempty"`
+	// LANGUAGE_BASH_SESSION: start the session afresh before running the code
+	// (earlier directory, variables and functions are gone). Ignored by the
+	// other languages.
+	RestartSession bool `protobuf:"varint,9,opt,name=restart_session,json=restartSession,proto3" json:"restart_session,omitempty"`
+	// List in ExecResult.files the regular files under /workspace that this
+	// Exec created or modified (by modification time).
+	ReportFiles   bool `protobuf:"varint,10,opt,name=report_files,json=reportFiles,proto3" json:"report_files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1229,6 +1326,20 @@ func (x *ExecRequest) GetTrace() bool {
 	return false
 }
 
+func (x *ExecRequest) GetRestartSession() bool {
+	if x != nil {
+		return x.RestartSession
+	}
+	return false
+}
+
+func (x *ExecRequest) GetReportFiles() bool {
+	if x != nil {
+		return x.ReportFiles
+	}
+	return false
+}
+
 // ExecStage is one stage of an Exec and how long it took (ExecResult.trace).
 type ExecStage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1312,9 +1423,22 @@ type ExecResult struct {
 	// daemon receiving the request to it sending this result. Stages that
 	// cross between the daemon and the sandbox are the time the daemon saw
 	// minus the time the agent accounted for.
-	Trace         []*ExecStage `protobuf:"bytes,10,rep,name=trace,proto3" json:"trace,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Trace []*ExecStage `protobuf:"bytes,10,rep,name=trace,proto3" json:"trace,omitempty"`
+	// With ExecRequest.report_files: the regular files under /workspace
+	// created or modified during the Exec, by path, at most 1,000.
+	Files []*FileEntry `protobuf:"bytes,11,rep,name=files,proto3" json:"files,omitempty"`
+	// More files than ExecResult.files holds were created or modified, or
+	// the workspace was too large to walk whole.
+	FilesTruncated bool `protobuf:"varint,12,opt,name=files_truncated,json=filesTruncated,proto3" json:"files_truncated,omitempty"`
+	// Python: the matplotlib figures the cell left open (or showed), as PNG,
+	// like a notebook's inline backend; they are closed afterwards. At most
+	// the template's limits.images count and bytes.
+	Images []*Image `protobuf:"bytes,13,rep,name=images,proto3" json:"images,omitempty"`
+	// Python: figures beyond the images limits were closed without being
+	// returned.
+	ImagesTruncated bool `protobuf:"varint,14,opt,name=images_truncated,json=imagesTruncated,proto3" json:"images_truncated,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExecResult) Reset() {
@@ -1417,6 +1541,88 @@ func (x *ExecResult) GetTrace() []*ExecStage {
 	return nil
 }
 
+func (x *ExecResult) GetFiles() []*FileEntry {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *ExecResult) GetFilesTruncated() bool {
+	if x != nil {
+		return x.FilesTruncated
+	}
+	return false
+}
+
+func (x *ExecResult) GetImages() []*Image {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+func (x *ExecResult) GetImagesTruncated() bool {
+	if x != nil {
+		return x.ImagesTruncated
+	}
+	return false
+}
+
+// Image is a picture an Exec produced.
+type Image struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "image/png".
+	MimeType      string `protobuf:"bytes,1,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Image) Reset() {
+	*x = Image{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Image) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Image) ProtoMessage() {}
+
+func (x *Image) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Image.ProtoReflect.Descriptor instead.
+func (*Image) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Image) GetMimeType() string {
+	if x != nil {
+		return x.MimeType
+	}
+	return ""
+}
+
+func (x *Image) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // ExecEvent is one message of an Exec stream.
 type ExecEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1432,7 +1638,7 @@ type ExecEvent struct {
 
 func (x *ExecEvent) Reset() {
 	*x = ExecEvent{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1650,7 @@ func (x *ExecEvent) String() string {
 func (*ExecEvent) ProtoMessage() {}
 
 func (x *ExecEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1663,7 @@ func (x *ExecEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecEvent.ProtoReflect.Descriptor instead.
 func (*ExecEvent) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{14}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExecEvent) GetEvent() isExecEvent_Event {
@@ -1533,7 +1739,7 @@ type FileHeader struct {
 
 func (x *FileHeader) Reset() {
 	*x = FileHeader{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1751,7 @@ func (x *FileHeader) String() string {
 func (*FileHeader) ProtoMessage() {}
 
 func (x *FileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1764,7 @@ func (x *FileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileHeader.ProtoReflect.Descriptor instead.
 func (*FileHeader) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{15}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FileHeader) GetSandboxId() string {
@@ -1602,7 +1808,7 @@ type UploadRequest struct {
 
 func (x *UploadRequest) Reset() {
 	*x = UploadRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1820,7 @@ func (x *UploadRequest) String() string {
 func (*UploadRequest) ProtoMessage() {}
 
 func (x *UploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1833,7 @@ func (x *UploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
 func (*UploadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{16}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UploadRequest) GetMsg() isUploadRequest_Msg {
@@ -1684,7 +1890,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +1902,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +1915,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{17}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UploadResponse) GetPath() string {
@@ -1737,7 +1943,7 @@ type DownloadRequest struct {
 
 func (x *DownloadRequest) Reset() {
 	*x = DownloadRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1955,7 @@ func (x *DownloadRequest) String() string {
 func (*DownloadRequest) ProtoMessage() {}
 
 func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1968,7 @@ func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{18}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DownloadRequest) GetSandboxId() string {
@@ -1792,7 +1998,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +2010,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[19]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +2023,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{19}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FileInfo) GetPath() string {
@@ -1854,7 +2060,7 @@ type DownloadResponse struct {
 
 func (x *DownloadResponse) Reset() {
 	*x = DownloadResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +2072,7 @@ func (x *DownloadResponse) String() string {
 func (*DownloadResponse) ProtoMessage() {}
 
 func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +2085,7 @@ func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadResponse.ProtoReflect.Descriptor instead.
 func (*DownloadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{20}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DownloadResponse) GetMsg() isDownloadResponse_Msg {
@@ -1925,6 +2131,404 @@ func (*DownloadResponse_Info) isDownloadResponse_Msg() {}
 
 func (*DownloadResponse_Chunk) isDownloadResponse_Msg() {}
 
+type EditFileRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Command   EditCommand            `protobuf:"varint,2,opt,name=command,proto3,enum=sandbox.v1.EditCommand" json:"command,omitempty"`
+	// Sandbox path, as in FileHeader.path.
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// CREATE: the whole new content.
+	FileText string `protobuf:"bytes,4,opt,name=file_text,json=fileText,proto3" json:"file_text,omitempty"`
+	// STR_REPLACE: the text to replace; it must occur exactly once.
+	OldStr string `protobuf:"bytes,5,opt,name=old_str,json=oldStr,proto3" json:"old_str,omitempty"`
+	// STR_REPLACE: its replacement (may be empty); INSERT: the text to insert.
+	NewStr string `protobuf:"bytes,6,opt,name=new_str,json=newStr,proto3" json:"new_str,omitempty"`
+	// INSERT: the line after which new_str goes; 0 puts it at the top.
+	InsertLine int32 `protobuf:"varint,7,opt,name=insert_line,json=insertLine,proto3" json:"insert_line,omitempty"`
+	// VIEW of a file: [first, last] lines to show, 1-based and inclusive;
+	// last -1 means to the end. Empty: the whole file.
+	ViewRange []int32 `protobuf:"varint,8,rep,packed,name=view_range,json=viewRange,proto3" json:"view_range,omitempty"`
+	// VIEW: cut the content after this many characters (0: 16,000). At most
+	// 1,000,000.
+	MaxCharacters int32 `protobuf:"varint,9,opt,name=max_characters,json=maxCharacters,proto3" json:"max_characters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EditFileRequest) Reset() {
+	*x = EditFileRequest{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditFileRequest) ProtoMessage() {}
+
+func (x *EditFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditFileRequest.ProtoReflect.Descriptor instead.
+func (*EditFileRequest) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *EditFileRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *EditFileRequest) GetCommand() EditCommand {
+	if x != nil {
+		return x.Command
+	}
+	return EditCommand_EDIT_COMMAND_UNSPECIFIED
+}
+
+func (x *EditFileRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *EditFileRequest) GetFileText() string {
+	if x != nil {
+		return x.FileText
+	}
+	return ""
+}
+
+func (x *EditFileRequest) GetOldStr() string {
+	if x != nil {
+		return x.OldStr
+	}
+	return ""
+}
+
+func (x *EditFileRequest) GetNewStr() string {
+	if x != nil {
+		return x.NewStr
+	}
+	return ""
+}
+
+func (x *EditFileRequest) GetInsertLine() int32 {
+	if x != nil {
+		return x.InsertLine
+	}
+	return 0
+}
+
+func (x *EditFileRequest) GetViewRange() []int32 {
+	if x != nil {
+		return x.ViewRange
+	}
+	return nil
+}
+
+func (x *EditFileRequest) GetMaxCharacters() int32 {
+	if x != nil {
+		return x.MaxCharacters
+	}
+	return 0
+}
+
+type EditFileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The text a model should see: for VIEW the numbered lines or the
+	// listing, for edits a sentence saying what changed and a numbered
+	// snippet around the change.
+	Content string `protobuf:"bytes,1,opt,name=content,proto3" json:"content,omitempty"`
+	// Absolute sandbox path.
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// CREATE: true when the file did not exist before, false when it was
+	// replaced.
+	Created bool `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
+	// STR_REPLACE and INSERT: the edited lines and a few around them,
+	// numbered.
+	Snippet string `protobuf:"bytes,4,opt,name=snippet,proto3" json:"snippet,omitempty"`
+	// VIEW: content was cut at max_characters.
+	Truncated     bool `protobuf:"varint,5,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EditFileResponse) Reset() {
+	*x = EditFileResponse{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditFileResponse) ProtoMessage() {}
+
+func (x *EditFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditFileResponse.ProtoReflect.Descriptor instead.
+func (*EditFileResponse) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *EditFileResponse) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
+func (x *EditFileResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *EditFileResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *EditFileResponse) GetSnippet() string {
+	if x != nil {
+		return x.Snippet
+	}
+	return ""
+}
+
+func (x *EditFileResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+type ListFilesRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	// Sandbox path of a directory, as in FileHeader.path; empty: /workspace.
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// How many levels to descend: 1 (or 0) lists the directory's own
+	// entries. At most 10.
+	Depth         int32 `protobuf:"varint,3,opt,name=depth,proto3" json:"depth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFilesRequest) Reset() {
+	*x = ListFilesRequest{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFilesRequest) ProtoMessage() {}
+
+func (x *ListFilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFilesRequest.ProtoReflect.Descriptor instead.
+func (*ListFilesRequest) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListFilesRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *ListFilesRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ListFilesRequest) GetDepth() int32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
+// FileEntry describes one file or directory.
+type FileEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute sandbox path.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Size int64  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// Permission bits.
+	Mode          uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	IsDir         bool                   `protobuf:"varint,4,opt,name=is_dir,json=isDir,proto3" json:"is_dir,omitempty"`
+	ModifiedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=modified_at,json=modifiedAt,proto3" json:"modified_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileEntry) Reset() {
+	*x = FileEntry{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileEntry) ProtoMessage() {}
+
+func (x *FileEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileEntry.ProtoReflect.Descriptor instead.
+func (*FileEntry) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *FileEntry) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *FileEntry) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileEntry) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *FileEntry) GetIsDir() bool {
+	if x != nil {
+		return x.IsDir
+	}
+	return false
+}
+
+func (x *FileEntry) GetModifiedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ModifiedAt
+	}
+	return nil
+}
+
+type ListFilesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entries by path; symbolic links are listed, not followed.
+	Entries []*FileEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The listing stopped at 10,000 entries.
+	Truncated     bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFilesResponse) Reset() {
+	*x = ListFilesResponse{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFilesResponse) ProtoMessage() {}
+
+func (x *ListFilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFilesResponse.ProtoReflect.Descriptor instead.
+func (*ListFilesResponse) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListFilesResponse) GetEntries() []*FileEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ListFilesResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 type ListPoolsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1933,7 +2537,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2549,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2562,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{21}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{27}
 }
 
 type ListPoolsResponse struct {
@@ -1970,7 +2574,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[22]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2586,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[22]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2599,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{22}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -2035,7 +2639,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[23]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2651,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[23]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2664,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{23}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Pool) GetTemplate() string {
@@ -2157,7 +2761,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[24]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2773,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_v1_sandbox_proto_msgTypes[24]
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2786,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{24}
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Snapshot) GetState() SnapshotState {
@@ -2241,7 +2845,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\tpaused_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bpausedAt\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe4\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x06\n" +
 	"\x06Limits\x12\x10\n" +
 	"\x03cpu\x18\x01 \x01(\x01R\x03cpu\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x1d\n" +
@@ -2261,7 +2865,10 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\blifetime\x18\r \x01(\v2\x19.google.protobuf.DurationR\blifetime\x12<\n" +
 	"\fidle_timeout\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12.\n" +
 	"\x13download_file_bytes\x18\x0f \x01(\x03R\x11downloadFileBytes\x120\n" +
-	"\x14download_total_bytes\x18\x10 \x01(\x03R\x12downloadTotalBytes\"h\n" +
+	"\x14download_total_bytes\x18\x10 \x01(\x03R\x12downloadTotalBytes\x12\x16\n" +
+	"\x06images\x18\x11 \x01(\x03R\x06images\x12\x1f\n" +
+	"\vimage_bytes\x18\x12 \x01(\x03R\n" +
+	"imageBytes\"h\n" +
 	"\rResourceUsage\x124\n" +
 	"\bcpu_time\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xa9\x02\n" +
@@ -2294,7 +2901,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"5\n" +
 	"\x14ResumeSandboxRequest\x12\x1d\n" +
 	"\n" +
-	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"\xd9\x02\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"\xa5\x03\n" +
 	"\vExecRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x120\n" +
@@ -2304,13 +2911,16 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x03env\x18\x05 \x03(\v2 .sandbox.v1.ExecRequest.EnvEntryR\x03env\x12\x18\n" +
 	"\aworkdir\x18\x06 \x01(\tR\aworkdir\x12\x14\n" +
 	"\x05stdin\x18\a \x01(\fR\x05stdin\x12\x14\n" +
-	"\x05trace\x18\b \x01(\bR\x05trace\x1a6\n" +
+	"\x05trace\x18\b \x01(\bR\x05trace\x12'\n" +
+	"\x0frestart_session\x18\t \x01(\bR\x0erestartSession\x12!\n" +
+	"\freport_files\x18\n" +
+	" \x01(\bR\vreportFiles\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
 	"\tExecStage\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
-	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x8d\x03\n" +
+	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\xb9\x04\n" +
 	"\n" +
 	"ExecResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12.\n" +
@@ -2325,7 +2935,14 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\bcpu_time\x18\b \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12*\n" +
 	"\x11peak_memory_bytes\x18\t \x01(\x03R\x0fpeakMemoryBytes\x12+\n" +
 	"\x05trace\x18\n" +
-	" \x03(\v2\x15.sandbox.v1.ExecStageR\x05trace\"z\n" +
+	" \x03(\v2\x15.sandbox.v1.ExecStageR\x05trace\x12+\n" +
+	"\x05files\x18\v \x03(\v2\x15.sandbox.v1.FileEntryR\x05files\x12'\n" +
+	"\x0ffiles_truncated\x18\f \x01(\bR\x0efilesTruncated\x12)\n" +
+	"\x06images\x18\r \x03(\v2\x11.sandbox.v1.ImageR\x06images\x12)\n" +
+	"\x10images_truncated\x18\x0e \x01(\bR\x0fimagesTruncated\"8\n" +
+	"\x05Image\x12\x1b\n" +
+	"\tmime_type\x18\x01 \x01(\tR\bmimeType\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"z\n" +
 	"\tExecEvent\x12\x18\n" +
 	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
 	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x120\n" +
@@ -2356,7 +2973,41 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x10DownloadResponse\x12*\n" +
 	"\x04info\x18\x01 \x01(\v2\x14.sandbox.v1.FileInfoH\x00R\x04info\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x05\n" +
-	"\x03msg\"\x12\n" +
+	"\x03msg\"\xad\x02\n" +
+	"\x0fEditFileRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x121\n" +
+	"\acommand\x18\x02 \x01(\x0e2\x17.sandbox.v1.EditCommandR\acommand\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x1b\n" +
+	"\tfile_text\x18\x04 \x01(\tR\bfileText\x12\x17\n" +
+	"\aold_str\x18\x05 \x01(\tR\x06oldStr\x12\x17\n" +
+	"\anew_str\x18\x06 \x01(\tR\x06newStr\x12\x1f\n" +
+	"\vinsert_line\x18\a \x01(\x05R\n" +
+	"insertLine\x12\x1d\n" +
+	"\n" +
+	"view_range\x18\b \x03(\x05R\tviewRange\x12%\n" +
+	"\x0emax_characters\x18\t \x01(\x05R\rmaxCharacters\"\x92\x01\n" +
+	"\x10EditFileResponse\x12\x18\n" +
+	"\acontent\x18\x01 \x01(\tR\acontent\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x18\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\x12\x18\n" +
+	"\asnippet\x18\x04 \x01(\tR\asnippet\x12\x1c\n" +
+	"\ttruncated\x18\x05 \x01(\bR\ttruncated\"[\n" +
+	"\x10ListFilesRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
+	"\x05depth\x18\x03 \x01(\x05R\x05depth\"\x9b\x01\n" +
+	"\tFileEntry\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x15\n" +
+	"\x06is_dir\x18\x04 \x01(\bR\x05isDir\x12;\n" +
+	"\vmodified_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"modifiedAt\"b\n" +
+	"\x11ListFilesResponse\x12/\n" +
+	"\aentries\x18\x01 \x03(\v2\x15.sandbox.v1.FileEntryR\aentries\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\x12\n" +
 	"\x10ListPoolsRequest\";\n" +
 	"\x11ListPoolsResponse\x12&\n" +
 	"\x05pools\x18\x01 \x03(\v2\x10.sandbox.v1.PoolR\x05pools\"\xbe\x02\n" +
@@ -2391,11 +3042,12 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x16START_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTART_KIND_POOL\x10\x01\x12\x16\n" +
 	"\x12START_KIND_RESTORE\x10\x02\x12\x13\n" +
-	"\x0fSTART_KIND_BOOT\x10\x03*L\n" +
+	"\x0fSTART_KIND_BOOT\x10\x03*g\n" +
 	"\bLanguage\x12\x18\n" +
 	"\x14LANGUAGE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fLANGUAGE_PYTHON\x10\x01\x12\x11\n" +
-	"\rLANGUAGE_BASH\x10\x02*\xe1\x01\n" +
+	"\rLANGUAGE_BASH\x10\x02\x12\x19\n" +
+	"\x15LANGUAGE_BASH_SESSION\x10\x03*\xe1\x01\n" +
 	"\n" +
 	"ExecStatus\x12\x1b\n" +
 	"\x17EXEC_STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -2405,13 +3057,19 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x12EXEC_STATUS_KILLED\x10\x04\x12\x1c\n" +
 	"\x18EXEC_STATUS_SANDBOX_DIED\x10\x05\x12\x1a\n" +
 	"\x16EXEC_STATUS_OOM_KILLED\x10\x06\x12 \n" +
-	"\x1cEXEC_STATUS_OUTPUT_TRUNCATED\x10\a*\x9e\x01\n" +
+	"\x1cEXEC_STATUS_OUTPUT_TRUNCATED\x10\a*\x92\x01\n" +
+	"\vEditCommand\x12\x1c\n" +
+	"\x18EDIT_COMMAND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11EDIT_COMMAND_VIEW\x10\x01\x12\x17\n" +
+	"\x13EDIT_COMMAND_CREATE\x10\x02\x12\x1c\n" +
+	"\x18EDIT_COMMAND_STR_REPLACE\x10\x03\x12\x17\n" +
+	"\x13EDIT_COMMAND_INSERT\x10\x04*\x9e\x01\n" +
 	"\rSnapshotState\x12\x1e\n" +
 	"\x1aSNAPSHOT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17SNAPSHOT_STATE_BUILDING\x10\x01\x12\x18\n" +
 	"\x14SNAPSHOT_STATE_READY\x10\x02\x12\x19\n" +
 	"\x15SNAPSHOT_STATE_FAILED\x10\x03\x12\x1b\n" +
-	"\x17SNAPSHOT_STATE_DISABLED\x10\x042\xe7\x05\n" +
+	"\x17SNAPSHOT_STATE_DISABLED\x10\x042\xf8\x06\n" +
 	"\x0eSandboxService\x12F\n" +
 	"\rCreateSandbox\x12 .sandbox.v1.CreateSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12@\n" +
 	"\n" +
@@ -2423,7 +3081,9 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\bDownload\x12\x1b.sandbox.v1.DownloadRequest\x1a\x1c.sandbox.v1.DownloadResponse0\x01\x12H\n" +
 	"\tListPools\x12\x1c.sandbox.v1.ListPoolsRequest\x1a\x1d.sandbox.v1.ListPoolsResponse\x12D\n" +
 	"\fPauseSandbox\x12\x1f.sandbox.v1.PauseSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12F\n" +
-	"\rResumeSandbox\x12 .sandbox.v1.ResumeSandboxRequest\x1a\x13.sandbox.v1.SandboxB9Z7github.com/sandboxd/sandboxd/proto/sandbox/v1;sandboxv1b\x06proto3"
+	"\rResumeSandbox\x12 .sandbox.v1.ResumeSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12E\n" +
+	"\bEditFile\x12\x1b.sandbox.v1.EditFileRequest\x1a\x1c.sandbox.v1.EditFileResponse\x12H\n" +
+	"\tListFiles\x12\x1c.sandbox.v1.ListFilesRequest\x1a\x1d.sandbox.v1.ListFilesResponseB9Z7github.com/sandboxd/sandboxd/proto/sandbox/v1;sandboxv1b\x06proto3"
 
 var (
 	file_sandbox_v1_sandbox_proto_rawDescOnce sync.Once
@@ -2437,104 +3097,120 @@ func file_sandbox_v1_sandbox_proto_rawDescGZIP() []byte {
 	return file_sandbox_v1_sandbox_proto_rawDescData
 }
 
-var file_sandbox_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_sandbox_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_sandbox_v1_sandbox_proto_goTypes = []any{
 	(SandboxState)(0),              // 0: sandbox.v1.SandboxState
 	(StartKind)(0),                 // 1: sandbox.v1.StartKind
 	(Language)(0),                  // 2: sandbox.v1.Language
 	(ExecStatus)(0),                // 3: sandbox.v1.ExecStatus
-	(SnapshotState)(0),             // 4: sandbox.v1.SnapshotState
-	(*Sandbox)(nil),                // 5: sandbox.v1.Sandbox
-	(*Limits)(nil),                 // 6: sandbox.v1.Limits
-	(*ResourceUsage)(nil),          // 7: sandbox.v1.ResourceUsage
-	(*CreateSandboxRequest)(nil),   // 8: sandbox.v1.CreateSandboxRequest
-	(*GetSandboxRequest)(nil),      // 9: sandbox.v1.GetSandboxRequest
-	(*ListSandboxesRequest)(nil),   // 10: sandbox.v1.ListSandboxesRequest
-	(*ListSandboxesResponse)(nil),  // 11: sandbox.v1.ListSandboxesResponse
-	(*DestroySandboxRequest)(nil),  // 12: sandbox.v1.DestroySandboxRequest
-	(*DestroySandboxResponse)(nil), // 13: sandbox.v1.DestroySandboxResponse
-	(*PauseSandboxRequest)(nil),    // 14: sandbox.v1.PauseSandboxRequest
-	(*ResumeSandboxRequest)(nil),   // 15: sandbox.v1.ResumeSandboxRequest
-	(*ExecRequest)(nil),            // 16: sandbox.v1.ExecRequest
-	(*ExecStage)(nil),              // 17: sandbox.v1.ExecStage
-	(*ExecResult)(nil),             // 18: sandbox.v1.ExecResult
-	(*ExecEvent)(nil),              // 19: sandbox.v1.ExecEvent
-	(*FileHeader)(nil),             // 20: sandbox.v1.FileHeader
-	(*UploadRequest)(nil),          // 21: sandbox.v1.UploadRequest
-	(*UploadResponse)(nil),         // 22: sandbox.v1.UploadResponse
-	(*DownloadRequest)(nil),        // 23: sandbox.v1.DownloadRequest
-	(*FileInfo)(nil),               // 24: sandbox.v1.FileInfo
-	(*DownloadResponse)(nil),       // 25: sandbox.v1.DownloadResponse
-	(*ListPoolsRequest)(nil),       // 26: sandbox.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),      // 27: sandbox.v1.ListPoolsResponse
-	(*Pool)(nil),                   // 28: sandbox.v1.Pool
-	(*Snapshot)(nil),               // 29: sandbox.v1.Snapshot
-	nil,                            // 30: sandbox.v1.Sandbox.LabelsEntry
-	nil,                            // 31: sandbox.v1.CreateSandboxRequest.LabelsEntry
-	nil,                            // 32: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	nil,                            // 33: sandbox.v1.ExecRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil),  // 34: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 35: google.protobuf.Duration
+	(EditCommand)(0),               // 4: sandbox.v1.EditCommand
+	(SnapshotState)(0),             // 5: sandbox.v1.SnapshotState
+	(*Sandbox)(nil),                // 6: sandbox.v1.Sandbox
+	(*Limits)(nil),                 // 7: sandbox.v1.Limits
+	(*ResourceUsage)(nil),          // 8: sandbox.v1.ResourceUsage
+	(*CreateSandboxRequest)(nil),   // 9: sandbox.v1.CreateSandboxRequest
+	(*GetSandboxRequest)(nil),      // 10: sandbox.v1.GetSandboxRequest
+	(*ListSandboxesRequest)(nil),   // 11: sandbox.v1.ListSandboxesRequest
+	(*ListSandboxesResponse)(nil),  // 12: sandbox.v1.ListSandboxesResponse
+	(*DestroySandboxRequest)(nil),  // 13: sandbox.v1.DestroySandboxRequest
+	(*DestroySandboxResponse)(nil), // 14: sandbox.v1.DestroySandboxResponse
+	(*PauseSandboxRequest)(nil),    // 15: sandbox.v1.PauseSandboxRequest
+	(*ResumeSandboxRequest)(nil),   // 16: sandbox.v1.ResumeSandboxRequest
+	(*ExecRequest)(nil),            // 17: sandbox.v1.ExecRequest
+	(*ExecStage)(nil),              // 18: sandbox.v1.ExecStage
+	(*ExecResult)(nil),             // 19: sandbox.v1.ExecResult
+	(*Image)(nil),                  // 20: sandbox.v1.Image
+	(*ExecEvent)(nil),              // 21: sandbox.v1.ExecEvent
+	(*FileHeader)(nil),             // 22: sandbox.v1.FileHeader
+	(*UploadRequest)(nil),          // 23: sandbox.v1.UploadRequest
+	(*UploadResponse)(nil),         // 24: sandbox.v1.UploadResponse
+	(*DownloadRequest)(nil),        // 25: sandbox.v1.DownloadRequest
+	(*FileInfo)(nil),               // 26: sandbox.v1.FileInfo
+	(*DownloadResponse)(nil),       // 27: sandbox.v1.DownloadResponse
+	(*EditFileRequest)(nil),        // 28: sandbox.v1.EditFileRequest
+	(*EditFileResponse)(nil),       // 29: sandbox.v1.EditFileResponse
+	(*ListFilesRequest)(nil),       // 30: sandbox.v1.ListFilesRequest
+	(*FileEntry)(nil),              // 31: sandbox.v1.FileEntry
+	(*ListFilesResponse)(nil),      // 32: sandbox.v1.ListFilesResponse
+	(*ListPoolsRequest)(nil),       // 33: sandbox.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),      // 34: sandbox.v1.ListPoolsResponse
+	(*Pool)(nil),                   // 35: sandbox.v1.Pool
+	(*Snapshot)(nil),               // 36: sandbox.v1.Snapshot
+	nil,                            // 37: sandbox.v1.Sandbox.LabelsEntry
+	nil,                            // 38: sandbox.v1.CreateSandboxRequest.LabelsEntry
+	nil,                            // 39: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	nil,                            // 40: sandbox.v1.ExecRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil),  // 41: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 42: google.protobuf.Duration
 }
 var file_sandbox_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: sandbox.v1.Sandbox.state:type_name -> sandbox.v1.SandboxState
-	34, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	34, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
-	30, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
-	6,  // 4: sandbox.v1.Sandbox.limits:type_name -> sandbox.v1.Limits
-	7,  // 5: sandbox.v1.Sandbox.usage:type_name -> sandbox.v1.ResourceUsage
+	41, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	41, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	37, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
+	7,  // 4: sandbox.v1.Sandbox.limits:type_name -> sandbox.v1.Limits
+	8,  // 5: sandbox.v1.Sandbox.usage:type_name -> sandbox.v1.ResourceUsage
 	1,  // 6: sandbox.v1.Sandbox.start:type_name -> sandbox.v1.StartKind
-	34, // 7: sandbox.v1.Sandbox.paused_at:type_name -> google.protobuf.Timestamp
-	35, // 8: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
-	35, // 9: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
-	35, // 10: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
-	35, // 11: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
-	35, // 12: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
-	31, // 13: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
-	6,  // 14: sandbox.v1.CreateSandboxRequest.limits:type_name -> sandbox.v1.Limits
-	32, // 15: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	5,  // 16: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
+	41, // 7: sandbox.v1.Sandbox.paused_at:type_name -> google.protobuf.Timestamp
+	42, // 8: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
+	42, // 9: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
+	42, // 10: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
+	42, // 11: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
+	42, // 12: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
+	38, // 13: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
+	7,  // 14: sandbox.v1.CreateSandboxRequest.limits:type_name -> sandbox.v1.Limits
+	39, // 15: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	6,  // 16: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
 	2,  // 17: sandbox.v1.ExecRequest.language:type_name -> sandbox.v1.Language
-	35, // 18: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	33, // 19: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
-	35, // 20: sandbox.v1.ExecStage.duration:type_name -> google.protobuf.Duration
+	42, // 18: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	40, // 19: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
+	42, // 20: sandbox.v1.ExecStage.duration:type_name -> google.protobuf.Duration
 	3,  // 21: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
-	35, // 22: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
-	35, // 23: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
-	17, // 24: sandbox.v1.ExecResult.trace:type_name -> sandbox.v1.ExecStage
-	18, // 25: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
-	20, // 26: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
-	24, // 27: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
-	28, // 28: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
-	29, // 29: sandbox.v1.Pool.snapshot:type_name -> sandbox.v1.Snapshot
-	4,  // 30: sandbox.v1.Snapshot.state:type_name -> sandbox.v1.SnapshotState
-	34, // 31: sandbox.v1.Snapshot.built_at:type_name -> google.protobuf.Timestamp
-	8,  // 32: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
-	9,  // 33: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
-	10, // 34: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
-	12, // 35: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
-	16, // 36: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
-	21, // 37: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
-	23, // 38: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
-	26, // 39: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
-	14, // 40: sandbox.v1.SandboxService.PauseSandbox:input_type -> sandbox.v1.PauseSandboxRequest
-	15, // 41: sandbox.v1.SandboxService.ResumeSandbox:input_type -> sandbox.v1.ResumeSandboxRequest
-	5,  // 42: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
-	5,  // 43: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
-	11, // 44: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
-	13, // 45: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
-	19, // 46: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
-	22, // 47: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
-	25, // 48: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
-	27, // 49: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
-	5,  // 50: sandbox.v1.SandboxService.PauseSandbox:output_type -> sandbox.v1.Sandbox
-	5,  // 51: sandbox.v1.SandboxService.ResumeSandbox:output_type -> sandbox.v1.Sandbox
-	42, // [42:52] is the sub-list for method output_type
-	32, // [32:42] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	42, // 22: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
+	42, // 23: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
+	18, // 24: sandbox.v1.ExecResult.trace:type_name -> sandbox.v1.ExecStage
+	31, // 25: sandbox.v1.ExecResult.files:type_name -> sandbox.v1.FileEntry
+	20, // 26: sandbox.v1.ExecResult.images:type_name -> sandbox.v1.Image
+	19, // 27: sandbox.v1.ExecEvent.result:type_name -> sandbox.v1.ExecResult
+	22, // 28: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
+	26, // 29: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
+	4,  // 30: sandbox.v1.EditFileRequest.command:type_name -> sandbox.v1.EditCommand
+	41, // 31: sandbox.v1.FileEntry.modified_at:type_name -> google.protobuf.Timestamp
+	31, // 32: sandbox.v1.ListFilesResponse.entries:type_name -> sandbox.v1.FileEntry
+	35, // 33: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
+	36, // 34: sandbox.v1.Pool.snapshot:type_name -> sandbox.v1.Snapshot
+	5,  // 35: sandbox.v1.Snapshot.state:type_name -> sandbox.v1.SnapshotState
+	41, // 36: sandbox.v1.Snapshot.built_at:type_name -> google.protobuf.Timestamp
+	9,  // 37: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
+	10, // 38: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
+	11, // 39: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
+	13, // 40: sandbox.v1.SandboxService.DestroySandbox:input_type -> sandbox.v1.DestroySandboxRequest
+	17, // 41: sandbox.v1.SandboxService.Exec:input_type -> sandbox.v1.ExecRequest
+	23, // 42: sandbox.v1.SandboxService.Upload:input_type -> sandbox.v1.UploadRequest
+	25, // 43: sandbox.v1.SandboxService.Download:input_type -> sandbox.v1.DownloadRequest
+	33, // 44: sandbox.v1.SandboxService.ListPools:input_type -> sandbox.v1.ListPoolsRequest
+	15, // 45: sandbox.v1.SandboxService.PauseSandbox:input_type -> sandbox.v1.PauseSandboxRequest
+	16, // 46: sandbox.v1.SandboxService.ResumeSandbox:input_type -> sandbox.v1.ResumeSandboxRequest
+	28, // 47: sandbox.v1.SandboxService.EditFile:input_type -> sandbox.v1.EditFileRequest
+	30, // 48: sandbox.v1.SandboxService.ListFiles:input_type -> sandbox.v1.ListFilesRequest
+	6,  // 49: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
+	6,  // 50: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
+	12, // 51: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
+	14, // 52: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
+	21, // 53: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
+	24, // 54: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
+	27, // 55: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
+	34, // 56: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
+	6,  // 57: sandbox.v1.SandboxService.PauseSandbox:output_type -> sandbox.v1.Sandbox
+	6,  // 58: sandbox.v1.SandboxService.ResumeSandbox:output_type -> sandbox.v1.Sandbox
+	29, // 59: sandbox.v1.SandboxService.EditFile:output_type -> sandbox.v1.EditFileResponse
+	32, // 60: sandbox.v1.SandboxService.ListFiles:output_type -> sandbox.v1.ListFilesResponse
+	49, // [49:61] is the sub-list for method output_type
+	37, // [37:49] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_sandbox_v1_sandbox_proto_init() }
@@ -2542,16 +3218,16 @@ func file_sandbox_v1_sandbox_proto_init() {
 	if File_sandbox_v1_sandbox_proto != nil {
 		return
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[14].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[15].OneofWrappers = []any{
 		(*ExecEvent_Stdout)(nil),
 		(*ExecEvent_Stderr)(nil),
 		(*ExecEvent_Result)(nil),
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[16].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[17].OneofWrappers = []any{
 		(*UploadRequest_Header)(nil),
 		(*UploadRequest_Chunk)(nil),
 	}
-	file_sandbox_v1_sandbox_proto_msgTypes[20].OneofWrappers = []any{
+	file_sandbox_v1_sandbox_proto_msgTypes[21].OneofWrappers = []any{
 		(*DownloadResponse_Info)(nil),
 		(*DownloadResponse_Chunk)(nil),
 	}
@@ -2560,8 +3236,8 @@ func file_sandbox_v1_sandbox_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sandbox_v1_sandbox_proto_rawDesc), len(file_sandbox_v1_sandbox_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   29,
+			NumEnums:      6,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,8 @@ const (
 	SandboxService_ListPools_FullMethodName      = "/sandbox.v1.SandboxService/ListPools"
 	SandboxService_PauseSandbox_FullMethodName   = "/sandbox.v1.SandboxService/PauseSandbox"
 	SandboxService_ResumeSandbox_FullMethodName  = "/sandbox.v1.SandboxService/ResumeSandbox"
+	SandboxService_EditFile_FullMethodName       = "/sandbox.v1.SandboxService/EditFile"
+	SandboxService_ListFiles_FullMethodName      = "/sandbox.v1.SandboxService/ListFiles"
 )
 
 // SandboxServiceClient is the client API for SandboxService service.
@@ -70,6 +72,13 @@ type SandboxServiceClient interface {
 	// sandbox (Exec, Upload, Download) resumes it first by itself; this RPC
 	// only does it ahead of time. Resuming a running sandbox succeeds.
 	ResumeSandbox(ctx context.Context, in *ResumeSandboxRequest, opts ...grpc.CallOption) (*Sandbox, error)
+	// EditFile views or edits a text file in a sandbox with the commands of
+	// the text-editor tool models are trained on: view, create, str_replace,
+	// insert. Paths are confined as in Upload; writes are atomic. A paused
+	// sandbox is resumed first.
+	EditFile(ctx context.Context, in *EditFileRequest, opts ...grpc.CallOption) (*EditFileResponse, error)
+	// ListFiles lists a directory of a sandbox, down to a depth, bounded.
+	ListFiles(ctx context.Context, in *ListFilesRequest, opts ...grpc.CallOption) (*ListFilesResponse, error)
 }
 
 type sandboxServiceClient struct {
@@ -201,6 +210,26 @@ func (c *sandboxServiceClient) ResumeSandbox(ctx context.Context, in *ResumeSand
 	return out, nil
 }
 
+func (c *sandboxServiceClient) EditFile(ctx context.Context, in *EditFileRequest, opts ...grpc.CallOption) (*EditFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EditFileResponse)
+	err := c.cc.Invoke(ctx, SandboxService_EditFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sandboxServiceClient) ListFiles(ctx context.Context, in *ListFilesRequest, opts ...grpc.CallOption) (*ListFilesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFilesResponse)
+	err := c.cc.Invoke(ctx, SandboxService_ListFiles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SandboxServiceServer is the server API for SandboxService service.
 // All implementations must embed UnimplementedSandboxServiceServer
 // for forward compatibility.
@@ -237,6 +266,13 @@ type SandboxServiceServer interface {
 	// sandbox (Exec, Upload, Download) resumes it first by itself; this RPC
 	// only does it ahead of time. Resuming a running sandbox succeeds.
 	ResumeSandbox(context.Context, *ResumeSandboxRequest) (*Sandbox, error)
+	// EditFile views or edits a text file in a sandbox with the commands of
+	// the text-editor tool models are trained on: view, create, str_replace,
+	// insert. Paths are confined as in Upload; writes are atomic. A paused
+	// sandbox is resumed first.
+	EditFile(context.Context, *EditFileRequest) (*EditFileResponse, error)
+	// ListFiles lists a directory of a sandbox, down to a depth, bounded.
+	ListFiles(context.Context, *ListFilesRequest) (*ListFilesResponse, error)
 	mustEmbedUnimplementedSandboxServiceServer()
 }
 
@@ -276,6 +312,12 @@ func (UnimplementedSandboxServiceServer) PauseSandbox(context.Context, *PauseSan
 }
 func (UnimplementedSandboxServiceServer) ResumeSandbox(context.Context, *ResumeSandboxRequest) (*Sandbox, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResumeSandbox not implemented")
+}
+func (UnimplementedSandboxServiceServer) EditFile(context.Context, *EditFileRequest) (*EditFileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EditFile not implemented")
+}
+func (UnimplementedSandboxServiceServer) ListFiles(context.Context, *ListFilesRequest) (*ListFilesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFiles not implemented")
 }
 func (UnimplementedSandboxServiceServer) mustEmbedUnimplementedSandboxServiceServer() {}
 func (UnimplementedSandboxServiceServer) testEmbeddedByValue()                        {}
@@ -453,6 +495,42 @@ func _SandboxService_ResumeSandbox_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SandboxService_EditFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EditFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxServiceServer).EditFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SandboxService_EditFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxServiceServer).EditFile(ctx, req.(*EditFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SandboxService_ListFiles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFilesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxServiceServer).ListFiles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SandboxService_ListFiles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxServiceServer).ListFiles(ctx, req.(*ListFilesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SandboxService_ServiceDesc is the grpc.ServiceDesc for SandboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -487,6 +565,14 @@ var SandboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResumeSandbox",
 			Handler:    _SandboxService_ResumeSandbox_Handler,
+		},
+		{
+			MethodName: "EditFile",
+			Handler:    _SandboxService_EditFile_Handler,
+		},
+		{
+			MethodName: "ListFiles",
+			Handler:    _SandboxService_ListFiles_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
