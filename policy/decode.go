@@ -129,6 +129,12 @@ func (d *decoder) limits(n *yaml.Node, path string, l *Limits) {
 		{"download_file", func(v *yaml.Node, path string) { d.size(v, path, &l.DownloadFile) }},
 		{"download_total", func(v *yaml.Node, path string) { d.size(v, path, &l.DownloadTotal) }},
 		{"python_address_space", func(v *yaml.Node, path string) { d.size(v, path, &l.PythonAddressSpace) }},
+		{"images", func(v *yaml.Node, path string) {
+			d.mapping(v, path, []field{
+				{"count", func(v *yaml.Node, path string) { d.integer(v, path, &l.Images.Count) }},
+				{"bytes", func(v *yaml.Node, path string) { d.size(v, path, &l.Images.Bytes) }},
+			})
+		}},
 	})
 }
 

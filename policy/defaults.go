@@ -54,6 +54,23 @@ const (
 	// or the client.
 	DefaultOutput int64 = 16 << 20
 
+	// DefaultImages returns up to 8 figures per Exec, as the issue that
+	// added figures asks: more than a cell usually draws, few enough that
+	// a plotting loop does not flood a model's context.
+	DefaultImages = 8
+
+	// DefaultImageBytes is 8Mi of PNG per Exec: eight ordinary figures
+	// (20-200 KiB each) fit many times over, a dpi=600 poster mostly does.
+	DefaultImageBytes int64 = 8 << 20
+
+	// MaxImages caps limits.images.count: the agent renders at most this
+	// many figures per Exec whatever the template says.
+	MaxImages = 64
+
+	// MaxImageBytes caps limits.images.bytes: an Exec's result travels in
+	// one gRPC message, which the daemon and its clients bound (24 MiB).
+	MaxImageBytes int64 = 16 << 20
+
 	// DefaultUploadFile is 1Gi: a large CSV or Parquet file can be
 	// uploaded (it must still fit in the writable layer).
 	DefaultUploadFile int64 = 1 << 30
@@ -170,6 +187,7 @@ func newTemplate(name string) *Template {
 			DownloadTotal: DefaultDownloadTotal,
 			Processes:     DefaultProcesses,
 			OpenFiles:     DefaultOpenFiles,
+			Images:        ImageLimits{Count: DefaultImages, Bytes: DefaultImageBytes},
 		},
 		ExecTimeout: ExecTimeout{Default: DefaultExecTimeout, Max: DefaultMaxExecTimeout},
 		Lifetime:    DefaultLifetime,

@@ -31,7 +31,7 @@ func TestDefaultsApplied(t *testing.T) {
 				Limits: Limits{
 					CPU: 1, Memory: 1 << 30, Disk: 512 << 20, FileSize: 1 << 30, Output: 16 << 20,
 					UploadFile: 1 << 30, UploadTotal: 4 << 30, Processes: 256, OpenFiles: 1024,
-					DownloadFile: 1 << 30, DownloadTotal: 16 << 30,
+					DownloadFile: 1 << 30, DownloadTotal: 16 << 30, Images: ImageLimits{Count: 8, Bytes: 8 << 20},
 				},
 				ExecTimeout: ExecTimeout{Default: 60 * time.Second, Max: 10 * time.Minute},
 				Lifetime:    30 * 24 * time.Hour,
@@ -94,6 +94,7 @@ templates:
       download_file: 2Gi
       download_total: 32Gi
       python_address_space: 6Gi
+      images: {count: 3, bytes: 1Mi}
     exec_timeout:
       default: 5m
       max: 1h
@@ -132,7 +133,7 @@ pools:
 	}
 	big := p.Templates["big"]
 	wantLimits := Limits{CPU: 4, Memory: 8 << 30, Processes: 1024, Disk: 10e9, OpenFiles: 65536, FileSize: 2 << 30, Output: 64 << 20, UploadFile: 3 << 29, UploadTotal: 16 << 30,
-		DownloadFile: 2 << 30, DownloadTotal: 32 << 30, PythonAddressSpace: 6 << 30}
+		DownloadFile: 2 << 30, DownloadTotal: 32 << 30, PythonAddressSpace: 6 << 30, Images: ImageLimits{Count: 3, Bytes: 1 << 20}}
 	if big.Limits != wantLimits {
 		t.Errorf("big limits = %+v, want %+v", big.Limits, wantLimits)
 	}

@@ -122,6 +122,17 @@ type Limits struct {
 	// the whole sandbox going over Memory and being killed. 0: no cap;
 	// otherwise at least 64Mi and below Memory.
 	PythonAddressSpace int64
+	// Images bounds the matplotlib figures one Python Exec returns.
+	Images ImageLimits
+}
+
+// ImageLimits bounds the figures one Python Exec returns (ExecResult.images).
+type ImageLimits struct {
+	// Count is the most figures returned. 0 returns none; at most
+	// MaxImages.
+	Count int
+	// Bytes is the most PNG bytes returned in all. At most MaxImageBytes.
+	Bytes int64
 }
 
 // ExecTimeout bounds how long one Exec may run.

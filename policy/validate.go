@@ -207,6 +207,10 @@ func validateLimits(l *Limits, path string, p *problems) {
 	}
 	perFileBelowTotal(p, path, "upload", l.UploadFile, l.UploadTotal)
 	perFileBelowTotal(p, path, "download", l.DownloadFile, l.DownloadTotal)
+	between("images.count", l.Images.Count, 0, MaxImages)
+	if b := l.Images.Bytes; p.ok(at("images.bytes")) && (b < 0 || b > MaxImageBytes) {
+		p.add(at("images.bytes"), "must be between 0 and %s, got %s", Size(MaxImageBytes), Size(b))
+	}
 }
 
 // perFileBelowTotal checks that limits.<kind>_file fits in

@@ -179,7 +179,10 @@ func orKilled(st sandboxv1.ExecStatus) sandboxv1.ExecStatus {
 // cellResult maps the kernel's answer to an ExecResult; stopped says whether
 // the cell was interrupted for its timeout or a cancellation.
 func cellResult(r kernelResult, stopped sandboxv1.ExecStatus, job *execJob) *sandboxv1.ExecResult {
-	res := &sandboxv1.ExecResult{ExitCode: r.ExitCode, Value: r.Value, ErrorName: r.ErrorName}
+	res := &sandboxv1.ExecResult{ExitCode: r.ExitCode, Value: r.Value, ErrorName: r.ErrorName, ImagesTruncated: r.ImagesTruncated}
+	for _, png := range r.Images {
+		res.Images = append(res.Images, &sandboxv1.Image{MimeType: "image/png", Data: png})
+	}
 	switch {
 	case stopped == sandboxv1.ExecStatus_EXEC_STATUS_TIMEOUT:
 		res.Status, res.ExitCode = stopped, -1

@@ -14,7 +14,14 @@ Frames on the socket are a 4-byte big-endian length and that much JSON:
                                     stdin (3 fds; with 2 its stdin is
                                     /dev/null, where fd 0 stays between cells)
   kernel -> agent, per cell:       {"exit_code": int, "value": str, "error_name": str,
-                                    "run_ns": int (how long the code ran)}
+                                    "run_ns": int (how long the code ran),
+                                    "images": [base64 PNG], "images_truncated": bool}
+
+Figures: after a cell, every matplotlib figure still open (drawn and left
+open, or shown: plt.show() does nothing under the Agg backend without a
+display) is rendered to PNG and returned, then all are closed, like a
+notebook's inline backend. Only when the cell imported matplotlib.pyplot,
+so cells that never plot pay one dict lookup.
 
 The kernel puts the pipes on fds 0/1/2 for the cell (so print(), os.write(1),
 subprocesses and C code all reach them), and back on /dev/null before it
@@ -27,6 +34,7 @@ the cell ends) and is ignored between cells. If the socket is lost (a cell close
 """
 
 import ast
+import base64
 import builtins
 import fcntl
 import io
@@ -57,6 +65,11 @@ HIGH_FD = 1000
 VALUE_LIMIT = 64 * 1024
 # Exit status when the socket is gone: the agent reports it as a lost state.
 LOST_SOCKET_EXIT = 70
+# Figures rendered after one cell at most, in count and PNG bytes: the
+# policy's largest limits.images (policy.MaxImages, MaxImageBytes); the
+# daemon trims to the sandbox's own limits.
+IMAGES_MAX = 64
+IMAGE_BYTES_MAX = 16 << 20
 
 _KERNEL_GLOBALS = globals()
 _forked = False  # set in a child forked by a cell (no getpid per cell)
@@ -324,7 +337,44 @@ def _execute(req):
         result["exit_code"] = 1
         result["error_name"] = type(exc).__name__
     result["run_ns"] = time.perf_counter_ns() - started
+    if not _interrupted and not _forked:
+        result["images"], result["images_truncated"] = _figures()
     return result
+
+
+def _figures():
+    """Render the figures the cell left open as PNG (base64), then close
+    them all; report whether some were left out over the limits."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return [], False
+    images, size, truncated = [], 0, False
+    try:
+        figures = [plt.figure(num) for num in plt.get_fignums()]
+    except Exception as exc:  # a cell may have broken pyplot itself
+        sys.stderr.write("sandboxd: could not list the open figures: %r\n" % (exc,))
+        return [], False
+    for fig in figures:
+        if len(images) == IMAGES_MAX:
+            truncated = True
+            break
+        buf = io.BytesIO()
+        try:
+            fig.savefig(buf, format="png")
+        except Exception as exc:
+            sys.stderr.write("sandboxd: could not render figure %s: %r\n" % (fig.number, exc))
+            continue
+        data = buf.getvalue()
+        if size + len(data) > IMAGE_BYTES_MAX:
+            truncated = True
+            continue
+        size += len(data)
+        images.append(base64.b64encode(data).decode("ascii"))
+    try:
+        plt.close("all")
+    except Exception:
+        pass
+    return images, truncated
 
 
 def _run(sock, ident, req, fds):

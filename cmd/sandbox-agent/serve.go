@@ -20,9 +20,11 @@ import (
 )
 
 // maxMessage bounds every gRPC message both ways. Output and file chunks are
-// at most 256 KiB and code and stdin at most 1 MiB each, so 4 MiB leaves room
-// for framing while keeping a hostile peer from making us buffer more.
-const maxMessage = 4 << 20
+// at most 256 KiB, code and stdin at most 1 MiB each, EditFile's text 4 MiB,
+// and an Exec result carries at most 16 MiB of figures, so 24 MiB (the
+// daemon's MaxAgentMessage) leaves room for framing while keeping a hostile
+// peer from making us buffer more.
+const maxMessage = 24 << 20
 
 // flowWindow is the HTTP/2 flow-control window per stream and connection,
 // as the daemon sets it: uploads run at full speed over the pipe, and a

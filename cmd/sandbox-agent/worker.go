@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -48,8 +49,9 @@ const interruptGrace = 500 * time.Millisecond
 const interruptRepeat = 150 * time.Millisecond
 
 // maxResultFrame bounds a frame from the kernel: a result carries at most a
-// 64 KiB value and a class name, so anything much larger is a broken kernel.
-const maxResultFrame = 1 << 20
+// 64 KiB value, a class name and 16 MiB of figures as base64 (kernel.py's
+// IMAGE_BYTES_MAX, 4/3 of it), so anything much larger is a broken kernel.
+const maxResultFrame = 24 << 20
 
 // worker is one running interpreter.
 type worker struct {
@@ -88,6 +90,10 @@ type kernelResult struct {
 	ErrorName string `json:"error_name"`
 	// RunNanos is how long the cell's code ran, by the interpreter's clock.
 	RunNanos int64 `json:"run_ns"`
+	// Images are the figures the cell left open, as PNG (base64 in the
+	// JSON); ImagesTruncated says some were left out over the limits.
+	Images          [][]byte `json:"images"`
+	ImagesTruncated bool     `json:"images_truncated"`
 }
 
 // workerLimits are rlimits of the interpreter; zero leaves one as the
@@ -122,6 +128,7 @@ func startWorker(ctx context.Context, limits workerLimits) (*worker, error) {
 	}
 	go feed(srcW, []byte(kernelSource))
 	cmd := exec.Command(pythonCommand, "-c", kernelBootstrap)
+	cmd.Env = kernelEnv(os.Environ())
 	cmd.ExtraFiles = []*os.File{theirs, srcR} // fds 3 and 4
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -306,4 +313,20 @@ func (w *worker) send(req kernelRequest, fds []int) error {
 		return fmt.Errorf("sending the cell and its pipes: %w", err)
 	}
 	return nil
+}
+
+// mplBackend is matplotlib's backend in the kernel unless the template's
+// env names another: Agg renders figures without a display, and the kernel
+// returns what a cell left open (kernel.py), as a notebook's inline backend.
+const mplBackend = "MPLBACKEND=Agg"
+
+// kernelEnv is the interpreter's environment: the agent's, with
+// mplBackend unless MPLBACKEND is set.
+func kernelEnv(env []string) []string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "MPLBACKEND=") {
+			return env
+		}
+	}
+	return append(env, mplBackend)
 }

@@ -29,8 +29,10 @@ const (
 	// socketEnv names the environment variable that overrides defaultSocket.
 	socketEnv = "SANDBOXD_SOCKET"
 	// maxMessageSize bounds every gRPC message either way; Exec code and
-	// stdin are at most 1 MiB each and file chunks are uploadChunkSize.
-	maxMessageSize = 8 << 20
+	// stdin are at most 1 MiB each and file chunks are uploadChunkSize; an
+	// Exec result with the most figures a policy allows is up to 24 MiB
+	// (the daemon's maxSendMessage).
+	maxMessageSize = 24 << 20
 )
 
 // cli is what a verb runs with: its standard streams and the daemon.

@@ -31,6 +31,8 @@ func addLimitFlags(fs *flag.FlagSet) *sandboxv1.Limits {
 	fs.Var(sizeFlag{&l.DownloadFileBytes}, "download-file", "largest single download, a `SIZE` (policy limits.download_file)")
 	fs.Var(sizeFlag{&l.DownloadTotalBytes}, "download-total", "bytes downloaded over the sandbox's life, a `SIZE` (policy limits.download_total)")
 	fs.Var(sizeFlag{&l.PythonAddressSpaceBytes}, "python-address-space", "address space of the Python interpreter, a `SIZE`; over it allocations raise MemoryError (policy limits.python_address_space)")
+	fs.Var(countFlag{&l.Images}, "images", "at most `N` matplotlib figures returned per Python exec (policy limits.images.count)")
+	fs.Var(sizeFlag{&l.ImageBytes}, "image-bytes", "at most this `SIZE` of figures returned per Python exec (policy limits.images.bytes)")
 	fs.Var(durationFlag{&l.ExecTimeoutMax}, "exec-timeout-max", "longest --timeout an exec may ask for, a `DURATION` such as 5m (policy exec_timeout.max)")
 	fs.Var(durationFlag{&l.ExecTimeoutDefault}, "exec-timeout", "timeout of an exec that asks for none, a `DURATION` such as 30s (policy exec_timeout.default)")
 	fs.Var(durationFlag{&l.Lifetime}, "lifetime", "destroy the sandbox this `DURATION` after creation (policy lifetime)")
@@ -69,6 +71,7 @@ func writeLimits(tw io.Writer, l *sandboxv1.Limits) {
 		python = limitSize(n)
 	}
 	row("Python address space", python)
+	row("Figures per exec", fmt.Sprintf("%s (%s)", limitCount(l.GetImages()), limitSize(l.GetImageBytes())))
 	timeout := limitDuration(l.GetExecTimeoutDefault())
 	if l.GetExecTimeoutMax() != nil {
 		timeout += " (max " + limitDuration(l.GetExecTimeoutMax()) + ")"

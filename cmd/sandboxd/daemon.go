@@ -32,9 +32,14 @@ import (
 
 // API limits.
 const (
-	// maxMessage caps one gRPC message from or to a client: Upload chunks
-	// and Exec code (1 MiB) fit with room to spare.
-	maxMessage = 8 << 20
+	// maxRecvMessage caps one gRPC message from a client: Upload chunks,
+	// Exec code (1 MiB) and EditFile's text (4 MiB) fit with room to spare.
+	maxRecvMessage = 8 << 20
+	// maxSendMessage caps one gRPC message to a client: an Exec result
+	// with the most figures a policy allows (16 MiB, policy.MaxImageBytes)
+	// and 1,000 reported files fits. Clients must accept as much to get
+	// such a result (sandboxctl does); the Go gRPC default is 4 MiB.
+	maxSendMessage = 24 << 20
 	// gracePeriod is how long shutdown waits for running RPCs before it
 	// cancels them and pauses (or destroys) the sandboxes.
 	gracePeriod = 5 * time.Second
@@ -106,7 +111,7 @@ func runDaemon(args []string) error {
 
 	// WaitForHandlers: Stop returns only once every handler has, so no
 	// CreateSandbox is still booting when the manager destroys everything.
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMessage), grpc.MaxSendMsgSize(maxMessage), grpc.WaitForHandlers(true))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMessage), grpc.MaxSendMsgSize(maxSendMessage), grpc.WaitForHandlers(true))
 	sandboxv1.RegisterSandboxServiceServer(srv, &server{m: m})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)

@@ -28,6 +28,8 @@ func limitsFromProto(l *sandboxv1.Limits) manager.Limits {
 	out.DownloadFile = l.GetDownloadFileBytes()
 	out.DownloadTotal = l.GetDownloadTotalBytes()
 	out.PythonAddressSpace = l.GetPythonAddressSpaceBytes()
+	out.Images.Count = clampInt(l.GetImages())
+	out.Images.Bytes = l.GetImageBytes()
 	out.ExecTimeout.Max = duration(l.GetExecTimeoutMax())
 	out.ExecTimeout.Default = duration(l.GetExecTimeoutDefault())
 	out.Lifetime = duration(l.GetLifetime())
@@ -60,10 +62,11 @@ func limitsToProto(l manager.Limits) *sandboxv1.Limits {
 		OutputBytes: l.Output, UploadFileBytes: l.UploadFile, UploadTotalBytes: l.UploadTotal,
 		DownloadFileBytes: l.DownloadFile, DownloadTotalBytes: l.DownloadTotal,
 		PythonAddressSpaceBytes: l.PythonAddressSpace,
-		ExecTimeoutMax:          durationpb.New(l.ExecTimeout.Max),
-		ExecTimeoutDefault:      durationpb.New(l.ExecTimeout.Default),
-		Lifetime:                durationpb.New(l.Lifetime),
-		IdleTimeout:             durationpb.New(l.IdleTimeout),
+		Images:                  int64(l.Images.Count), ImageBytes: l.Images.Bytes,
+		ExecTimeoutMax:     durationpb.New(l.ExecTimeout.Max),
+		ExecTimeoutDefault: durationpb.New(l.ExecTimeout.Default),
+		Lifetime:           durationpb.New(l.Lifetime),
+		IdleTimeout:        durationpb.New(l.IdleTimeout),
 	}
 }
 

@@ -105,6 +105,18 @@ func (s *server) Download(req *sandboxv1.DownloadRequest, stream sandboxv1.Sandb
 	return errdefs.ToGRPC(s.m.Download(stream.Context(), req.GetSandboxId(), req.GetPath(), stream.Send))
 }
 
+// EditFile runs a text-editor command in a sandbox.
+func (s *server) EditFile(ctx context.Context, req *sandboxv1.EditFileRequest) (*sandboxv1.EditFileResponse, error) {
+	resp, err := s.m.EditFile(ctx, req)
+	return resp, errdefs.ToGRPC(err)
+}
+
+// ListFiles lists a directory of a sandbox.
+func (s *server) ListFiles(ctx context.Context, req *sandboxv1.ListFilesRequest) (*sandboxv1.ListFilesResponse, error) {
+	resp, err := s.m.ListFiles(ctx, req)
+	return resp, errdefs.ToGRPC(err)
+}
+
 var protoStates = map[manager.State]sandboxv1.SandboxState{
 	manager.StateRunning: sandboxv1.SandboxState_SANDBOX_STATE_RUNNING,
 	manager.StateDead:    sandboxv1.SandboxState_SANDBOX_STATE_DEAD,

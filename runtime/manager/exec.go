@@ -1,14 +1,17 @@
 package manager
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sandboxd/sandboxd/policy"
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 	"github.com/sandboxd/sandboxd/runtime/identifiers"
@@ -69,6 +72,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 	areq := &sandboxv1.ExecRequest{
 		Language: req.GetLanguage(), Code: req.GetCode(), Timeout: durationpb.New(timeout),
 		Env: req.GetEnv(), Workdir: req.GetWorkdir(), Stdin: req.GetStdin(), Trace: req.GetTrace(),
+		RestartSession: req.GetRestartSession(), ReportFiles: req.GetReportFiles(),
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout+agentMargin)
 	defer cancel()
@@ -103,7 +107,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 				}}})
 			}
 		case *sandboxv1.ExecEvent_Result:
-			res := sanitize(ev.GetResult())
+			res := sanitize(ev.GetResult(), e.tmpl.Limits.Images)
 			if req.GetTrace() {
 				res.Trace = traceStages(resumed, received, start, res.Trace, usage)
 			}
@@ -118,9 +122,9 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 // returns the timeout to apply.
 func checkExec(req *sandboxv1.ExecRequest, e *entry) (time.Duration, error) {
 	switch req.GetLanguage() {
-	case sandboxv1.Language_LANGUAGE_PYTHON, sandboxv1.Language_LANGUAGE_BASH:
+	case sandboxv1.Language_LANGUAGE_PYTHON, sandboxv1.Language_LANGUAGE_BASH, sandboxv1.Language_LANGUAGE_BASH_SESSION:
 	default:
-		return 0, fmt.Errorf("language %v is not supported: use LANGUAGE_PYTHON or LANGUAGE_BASH: %w", req.GetLanguage(), errdefs.ErrInvalidArgument)
+		return 0, fmt.Errorf("language %v is not supported: use LANGUAGE_PYTHON, LANGUAGE_BASH or LANGUAGE_BASH_SESSION: %w", req.GetLanguage(), errdefs.ErrInvalidArgument)
 	}
 	if len(req.GetCode()) > MaxCodeBytes {
 		return 0, fmt.Errorf("code is %d bytes, more than %d: upload a file and run it instead: %w", len(req.GetCode()), MaxCodeBytes, errdefs.ErrInvalidArgument)
@@ -189,8 +193,10 @@ func validEnvKey(k string) bool {
 }
 
 // sanitize keeps only what the agent may legitimately report: the agent is
-// inside the sandbox and untrusted.
-func sanitize(r *sandboxv1.ExecResult) *sandboxv1.ExecResult {
+// inside the sandbox and untrusted. Figures over the sandbox's images limits
+// are dropped (images_truncated), as are files beyond MaxReportedFiles or
+// with a path that is not a clean one under the workspace.
+func sanitize(r *sandboxv1.ExecResult, images policy.ImageLimits) *sandboxv1.ExecResult {
 	const maxText = 64 << 10
 	clip := func(s string) string {
 		if len(s) > maxText {
@@ -198,6 +204,9 @@ func sanitize(r *sandboxv1.ExecResult) *sandboxv1.ExecResult {
 		}
 		return s
 	}
+	filesCut, imagesCut := r.GetFilesTruncated(), r.GetImagesTruncated()
+	files := sanitizeFiles(r.GetFiles(), &filesCut)
+	imgs := sanitizeImages(r.GetImages(), images, &imagesCut)
 	status := r.GetStatus()
 	if _, known := sandboxv1.ExecStatus_name[int32(status)]; !known || status == sandboxv1.ExecStatus_EXEC_STATUS_UNSPECIFIED {
 		status = sandboxv1.ExecStatus_EXEC_STATUS_ERROR
@@ -207,7 +216,49 @@ func sanitize(r *sandboxv1.ExecResult) *sandboxv1.ExecResult {
 		Value: clip(r.GetValue()), ErrorName: clip(r.GetErrorName()),
 		StateLost: r.GetStateLost(), Message: clip(r.GetMessage()),
 		Trace: sanitizeTrace(r.GetTrace()),
+		Files: files, FilesTruncated: filesCut, Images: imgs, ImagesTruncated: imagesCut,
 	}
+}
+
+// MaxReportedFiles is the most files ExecResult.files lists (the issue
+// fixes 1,000: enough for any cell a model reads the result of).
+const MaxReportedFiles = 1000
+
+// sanitizeFiles keeps the agent's reported files that are clean paths
+// under the workspace, at most MaxReportedFiles; it sets *truncated when it
+// dropped any.
+func sanitizeFiles(files []*sandboxv1.FileEntry, truncated *bool) []*sandboxv1.FileEntry {
+	var out []*sandboxv1.FileEntry
+	for _, f := range files {
+		fe, ok := cleanEntry(f)
+		if !ok || !strings.HasPrefix(fe.Path, identifiers.Workspace+"/") || len(out) == MaxReportedFiles {
+			*truncated = true
+			continue
+		}
+		out = append(out, fe)
+	}
+	return out
+}
+
+// pngSignature starts every PNG file.
+const pngSignature = "\x89PNG\r\n\x1a\n"
+
+// sanitizeImages keeps the agent's figures that are PNGs, within limits;
+// it sets *truncated when it dropped any.
+func sanitizeImages(imgs []*sandboxv1.Image, limits policy.ImageLimits, truncated *bool) []*sandboxv1.Image {
+	var out []*sandboxv1.Image
+	var size int64
+	for _, img := range imgs {
+		data := img.GetData()
+		if img.GetMimeType() != "image/png" || !bytes.HasPrefix(data, []byte(pngSignature)) ||
+			len(out) >= limits.Count || size+int64(len(data)) > limits.Bytes {
+			*truncated = true
+			continue
+		}
+		size += int64(len(data))
+		out = append(out, &sandboxv1.Image{MimeType: "image/png", Data: data})
+	}
+	return out
 }
 
 // execFailed turns a broken agent stream into a result for the client when

@@ -52,6 +52,8 @@ func lower(t *policy.Template, o Limits) (*policy.Template, bool, error) {
 	c.size("limits.download_total_bytes", "limits.download_total", o.DownloadTotal, &l.DownloadTotal, 1)
 	c.count("limits.processes", "limits.processes", o.Processes, &l.Processes, policy.MinProcesses)
 	c.count("limits.open_files", "limits.open_files", o.OpenFiles, &l.OpenFiles, policy.MinOpenFiles)
+	c.count("limits.images", "limits.images.count", o.Images.Count, &l.Images.Count, 1)
+	c.size("limits.image_bytes", "limits.images.bytes", o.Images.Bytes, &l.Images.Bytes, 1)
 	if as := o.PythonAddressSpace; as != 0 {
 		if l.PythonAddressSpace == 0 {
 			// No cap in the template: any cap lowers it.

@@ -16,8 +16,10 @@ import (
 // Agent connection limits.
 const (
 	// MaxAgentMessage caps one message from the agent: Exec output and file
-	// chunks are at most 256 KiB, so 4 MiB leaves room and bounds memory.
-	MaxAgentMessage = 4 << 20
+	// chunks are at most 256 KiB, an Exec result carries at most 16 MiB of
+	// figures (policy.MaxImageBytes) and 1,000 file entries, so 24 MiB
+	// leaves room and bounds memory.
+	MaxAgentMessage = 24 << 20
 	// agentWindow is the HTTP/2 flow-control window per stream and
 	// connection: large enough for full-speed file transfers over the pipe,
 	// small enough that a slow client holds little daemon memory.

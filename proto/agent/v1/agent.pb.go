@@ -113,10 +113,6 @@ type PingRequest struct {
 	// every later bash Exec). The agent itself runs with a higher limit, so
 	// code at its limit cannot starve the agent of threads. 0 leaves it.
 	CodeProcesses int64 `protobuf:"varint,3,opt,name=code_processes,json=codeProcesses,proto3" json:"code_processes,omitempty"`
-	// The most figures, and bytes of figures, one Python Exec returns
-	// (template limits.images). 0 leaves the limit as it is.
-	MaxImages     int64 `protobuf:"varint,4,opt,name=max_images,json=maxImages,proto3" json:"max_images,omitempty"`
-	MaxImageBytes int64 `protobuf:"varint,5,opt,name=max_image_bytes,json=maxImageBytes,proto3" json:"max_image_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -172,20 +168,6 @@ func (x *PingRequest) GetCodeProcesses() int64 {
 	return 0
 }
 
-func (x *PingRequest) GetMaxImages() int64 {
-	if x != nil {
-		return x.MaxImages
-	}
-	return 0
-}
-
-func (x *PingRequest) GetMaxImageBytes() int64 {
-	if x != nil {
-		return x.MaxImageBytes
-	}
-	return 0
-}
-
 type PingResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The agent's process ID inside the sandbox.
@@ -237,14 +219,11 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"\x14agent/v1/agent.proto\x12\bagent.v1\x1a\x18sandbox/v1/sandbox.proto\"\x10\n" +
 	"\x0eQuiesceRequest\"\x11\n" +
-	"\x0fQuiesceResponse\"\xd0\x01\n" +
+	"\x0fQuiesceResponse\"\x89\x01\n" +
 	"\vPingRequest\x12!\n" +
 	"\fstart_python\x18\x01 \x01(\bR\vstartPython\x120\n" +
 	"\x14python_address_space\x18\x02 \x01(\x03R\x12pythonAddressSpace\x12%\n" +
-	"\x0ecode_processes\x18\x03 \x01(\x03R\rcodeProcesses\x12\x1d\n" +
-	"\n" +
-	"max_images\x18\x04 \x01(\x03R\tmaxImages\x12&\n" +
-	"\x0fmax_image_bytes\x18\x05 \x01(\x03R\rmaxImageBytes\" \n" +
+	"\x0ecode_processes\x18\x03 \x01(\x03R\rcodeProcesses\" \n" +
 	"\fPingResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid2\xdf\x03\n" +
 	"\fAgentService\x125\n" +
