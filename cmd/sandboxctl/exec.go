@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 	"unicode/utf8"
 
@@ -28,8 +29,9 @@ const (
 
 // languages maps --lang to the API's languages.
 var languages = map[string]sandboxv1.Language{
-	"python": sandboxv1.Language_LANGUAGE_PYTHON,
-	"bash":   sandboxv1.Language_LANGUAGE_BASH,
+	"python":       sandboxv1.Language_LANGUAGE_PYTHON,
+	"bash":         sandboxv1.Language_LANGUAGE_BASH,
+	"bash-session": sandboxv1.Language_LANGUAGE_BASH_SESSION,
 }
 
 const execHelp = `
@@ -41,7 +43,15 @@ is -); giving both CODE and --file is a usage error.
 Python runs in the sandbox's persistent interpreter: variables survive from
 one exec to the next, and the interpreter prints the value of a final
 expression (its repr, when not None) on standard output, like a notebook
-cell. Bash runs the code as a script in a new bash process.
+cell. Bash runs the code as a script in a new bash process; bash-session
+runs it in the sandbox's persistent bash session, where the working
+directory, variables, functions and aliases survive from one exec to the
+next (--restart-session starts the session afresh first).
+
+Figures a Python exec leaves open come back as PNG: with --images DIR they
+are written there as figure-1.png, figure-2.png, ... (a note names each);
+without it a note says how many came back. With --report-files a note
+names each file under /workspace that the exec created or modified.
 
 Exit status:
   0-255  the code's exit status (Python: 0, or 1 when the code raised)
@@ -75,7 +85,7 @@ saw.`
 // execCommand is "sandboxctl exec".
 func execCommand() *command {
 	cmd := newCommand("exec", "ID [CODE]", "run Python or bash code in a sandbox", execHelp, 1, 2)
-	lang := cmd.flags.String("lang", "python", "`LANGUAGE` of the code: python or bash")
+	lang := cmd.flags.String("lang", "python", "`LANGUAGE` of the code: python, bash or bash-session")
 	timeout := cmd.flags.Duration("timeout", 0, "wall-clock `LIMIT` such as 30s or 5m (default: the template's)")
 	env := keyValues{}
 	cmd.flags.Var(env, "env", "set environment variable `KEY=VALUE` for this exec (repeatable)")
@@ -84,11 +94,17 @@ func execCommand() *command {
 	stdinFile := cmd.flags.String("stdin-file", "", "give the contents of `FILE` (at most 1 MiB; - for standard input) to the code on its standard input (default: none)")
 	stats := cmd.flags.Bool("stats", false, "once the code ends, print its CPU time, peak memory and duration on standard error")
 	trace := cmd.flags.Bool("trace", false, "once the code ends, print how long each stage of the exec took (client, daemon, agent, interpreter) on standard error")
+	restart := cmd.flags.Bool("restart-session", false, "with --lang bash-session: start the session afresh before running the code")
+	reportFiles := cmd.flags.Bool("report-files", false, "once the code ends, name each file under /workspace it created or modified on standard error")
+	images := cmd.flags.String("images", "", "write the figures a Python exec returns into `DIR` as figure-N.png")
 
 	cmd.run = func(ctx context.Context, c *cli, args []string) error {
 		language, ok := languages[*lang]
 		if !ok {
-			return usagef("unknown --lang %q: want python or bash", *lang)
+			return usagef("unknown --lang %q: want python, bash or bash-session", *lang)
+		}
+		if *restart && language != sandboxv1.Language_LANGUAGE_BASH_SESSION {
+			return usagef("--restart-session needs --lang bash-session")
 		}
 		if *timeout < 0 {
 			return usagef("--timeout must not be negative")
@@ -111,6 +127,9 @@ func execCommand() *command {
 			Env:       env,
 			Workdir:   *workdir,
 			Trace:     *trace,
+
+			RestartSession: *restart,
+			ReportFiles:    *reportFiles,
 		}
 		if *timeout > 0 {
 			req.Timeout = durationpb.New(*timeout)
@@ -134,7 +153,7 @@ func execCommand() *command {
 			}
 			req.Stdin = stdin
 		}
-		return c.exec(ctx, cmd.name, req, *stats)
+		return c.exec(ctx, cmd.name, req, execOutputs{stats: *stats, images: *images})
 	}
 	return cmd
 }
@@ -177,10 +196,17 @@ func inputName(name string) string {
 	return name
 }
 
+// execOutputs says what exec reports besides the code's output.
+type execOutputs struct {
+	stats  bool   // a last note with execStats
+	images string // the directory figures are written to; "" for none
+}
+
 // exec runs req and copies its output as it arrives; it returns an
-// exitError carrying the status that execHelp documents. With stats it
-// ends with the note of execStats.
-func (c *cli) exec(ctx context.Context, verb string, req *sandboxv1.ExecRequest, stats bool) error {
+// exitError carrying the status that execHelp documents. Notes follow
+// about the files the exec reported and the figures it returned, and with
+// o.stats the note of execStats.
+func (c *cli) exec(ctx context.Context, verb string, req *sandboxv1.ExecRequest, o execOutputs) error {
 	client, err := c.client()
 	if err != nil {
 		return err
@@ -214,7 +240,13 @@ func (c *cli) exec(ctx context.Context, verb string, req *sandboxv1.ExecRequest,
 		case *sandboxv1.ExecEvent_Result:
 			took := time.Since(start)
 			code, notes := execOutcome(e.Result)
-			if stats {
+			notes = append(notes, fileNotes(e.Result)...)
+			saved, err := saveImages(o.images, e.Result)
+			notes = append(notes, saved...)
+			if err != nil {
+				return err
+			}
+			if o.stats {
 				notes = append(notes, execStats(e.Result))
 			}
 			for _, n := range notes {
@@ -297,4 +329,45 @@ func (l *lineWriter) startLine() {
 	if l.midLine {
 		l.Write([]byte{'\n'})
 	}
+}
+
+// fileNotes names the files an Exec reported (ExecRequest.report_files).
+func fileNotes(r *sandboxv1.ExecResult) []string {
+	var notes []string
+	for _, f := range r.GetFiles() {
+		notes = append(notes, fmt.Sprintf("file %s (%d bytes)", f.GetPath(), f.GetSize()))
+	}
+	if r.GetFilesTruncated() {
+		notes = append(notes, "more files were created or modified than the daemon lists")
+	}
+	return notes
+}
+
+// saveImages writes r's figures into dir as figure-N.png and returns a note
+// for each; without a dir, one note says how many came back.
+func saveImages(dir string, r *sandboxv1.ExecResult) ([]string, error) {
+	imgs := r.GetImages()
+	var notes []string
+	if dir == "" {
+		if len(imgs) > 0 {
+			notes = append(notes, fmt.Sprintf("%d figure(s) returned; save them with --images DIR", len(imgs)))
+		}
+	} else {
+		if len(imgs) > 0 {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return notes, err
+			}
+		}
+		for i, img := range imgs {
+			name := filepath.Join(dir, fmt.Sprintf("figure-%d.png", i+1))
+			if err := os.WriteFile(name, img.GetData(), 0o644); err != nil {
+				return notes, err
+			}
+			notes = append(notes, "figure saved: "+name)
+		}
+	}
+	if r.GetImagesTruncated() {
+		notes = append(notes, "more figures were drawn than the template's limits.images returns")
+	}
+	return notes, nil
 }

@@ -49,6 +49,7 @@ func commands() []*command {
 		execCommand(),
 		uploadCommand(),
 		downloadCommand(),
+		lsCommand(),
 		destroyCommand(),
 		pauseCommand(),
 		resumeCommand(),

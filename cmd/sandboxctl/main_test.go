@@ -30,6 +30,7 @@ type fakeServer struct {
 
 	exec     func(*sandboxv1.ExecRequest, grpc.ServerStreamingServer[sandboxv1.ExecEvent]) error
 	download func(*sandboxv1.DownloadRequest, grpc.ServerStreamingServer[sandboxv1.DownloadResponse]) error
+	list     func(*sandboxv1.ListFilesRequest) (*sandboxv1.ListFilesResponse, error)
 
 	mu          sync.Mutex
 	sandboxes   map[string]*sandboxv1.Sandbox
@@ -48,6 +49,10 @@ type upload struct {
 	chunks    int
 	maxChunk  int
 	protoErrs []string // header not first, or more than one header
+}
+
+func (f *fakeServer) ListFiles(_ context.Context, req *sandboxv1.ListFilesRequest) (*sandboxv1.ListFilesResponse, error) {
+	return f.list(req)
 }
 
 func (f *fakeServer) CreateSandbox(_ context.Context, req *sandboxv1.CreateSandboxRequest) (*sandboxv1.Sandbox, error) {
