@@ -114,6 +114,11 @@ func (s *server) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreamingSer
 		return err
 	}
 	defer s.memory.watching()()
+	var before *workspaceState
+	if req.GetReportFiles() {
+		before = snapshotWorkspace(stream.Context(), s.workspace, job.start)
+		job.clock.mark("agent: snapshot the workspace (report_files)")
+	}
 	out := newOutput(stream)
 	var res *sandboxv1.ExecResult
 	switch req.GetLanguage() {
@@ -127,6 +132,10 @@ func (s *server) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreamingSer
 		return err
 	}
 	job.clock.mark("agent: assemble the result")
+	if req.GetReportFiles() {
+		res.Files, res.FilesTruncated = producedFiles(stream.Context(), s.workspace, before)
+		job.clock.mark("agent: list the files the Exec created or modified")
+	}
 	res.Trace = job.clock.result()
 	res.Duration = durationpb.New(time.Since(job.start))
 	return stream.Send(&sandboxv1.ExecEvent{Event: &sandboxv1.ExecEvent_Result{Result: res}})

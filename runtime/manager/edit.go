@@ -44,6 +44,10 @@ func (m *Manager) EditFile(ctx context.Context, req *sandboxv1.EditFileRequest) 
 		return nil, err
 	}
 	p, err := identifiers.SandboxPath(req.GetPath())
+	if req.GetCommand() == sandboxv1.EditCommand_EDIT_COMMAND_VIEW && req.GetPath() != "" {
+		// A VIEW may name a directory, the workspace itself or the root.
+		p, err = dirPath(req.GetPath())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -136,16 +140,9 @@ func (m *Manager) ListFiles(ctx context.Context, req *sandboxv1.ListFilesRequest
 	if err := identifiers.ValidateID(req.GetSandboxId()); err != nil {
 		return nil, err
 	}
-	p := identifiers.Workspace
-	switch clean := path.Clean(req.GetPath()); {
-	case req.GetPath() == "" || clean == ".":
-	case clean == "/":
-		p = clean
-	default:
-		var err error
-		if p, err = identifiers.SandboxPath(req.GetPath()); err != nil {
-			return nil, err
-		}
+	p, err := dirPath(req.GetPath())
+	if err != nil {
+		return nil, err
 	}
 	if d := req.GetDepth(); d < 0 || d > MaxListDepth {
 		return nil, fmt.Errorf("depth %d is out of range: 1 (0 means 1) to %d: %w", d, MaxListDepth, errdefs.ErrInvalidArgument)
@@ -176,6 +173,19 @@ func (m *Manager) ListFiles(ctx context.Context, req *sandboxv1.ListFilesRequest
 		out.Entries = append(out.Entries, fe)
 	}
 	return out, nil
+}
+
+// dirPath checks a path that names a directory: as SandboxPath, and also
+// "" or "." for the workspace and "/" for the root.
+func dirPath(p string) (string, error) {
+	switch clean := path.Clean(p); {
+	case p == "" || clean == ".":
+		return identifiers.Workspace, nil
+	case clean == "/" && len(p) <= identifiers.MaxPathLength:
+		return "/", nil
+	default:
+		return identifiers.SandboxPath(p)
+	}
 }
 
 // cleanEntry copies a file entry from the agent, refusing one whose path is
