@@ -100,6 +100,7 @@ func runServe() int {
 	srv.Stop()
 	agent.python.shutdown()
 	agent.spares.shutdown()
+	agent.session.shutdown()
 	return 0
 }
 

@@ -47,12 +47,15 @@ type server struct {
 	busy *busyCounter
 	// spares keeps a bash started ahead of time for the next bash Exec.
 	spares *spares
+	// session is the persistent bash of LANGUAGE_BASH_SESSION Execs.
+	session *bashSessions
 }
 
 func newServer(workspace string, lis *stdioconn.Listener, log *slog.Logger) *server {
 	busy := &busyCounter{}
 	return &server{workspace: workspace, python: newPython(log), memory: newMemGuard(), lis: lis, busy: busy,
-		spares: &spares{log: log, dir: workspace, idle: func() bool { return busy.n.Load() == 0 }}}
+		spares:  &spares{log: log, dir: workspace, idle: func() bool { return busy.n.Load() == 0 }},
+		session: newBashSessions(workspace, log)}
 }
 
 // execJob is a validated Exec request.
@@ -124,6 +127,8 @@ func (s *server) Exec(req *sandboxv1.ExecRequest, stream grpc.ServerStreamingSer
 	switch req.GetLanguage() {
 	case sandboxv1.Language_LANGUAGE_BASH:
 		res, err = runBash(stream.Context(), job, s.processes.Load(), s.spares.take(), out)
+	case sandboxv1.Language_LANGUAGE_BASH_SESSION:
+		res, err = s.session.exec(stream.Context(), job, req.GetRestartSession(), s.processes.Load(), stream)
 	default:
 		res, err = s.python.exec(stream.Context(), job, out)
 	}
@@ -147,7 +152,7 @@ func (s *server) parseExec(req *sandboxv1.ExecRequest) (*execJob, error) {
 	job := &execJob{code: req.GetCode(), stdin: req.GetStdin(), env: req.GetEnv(), start: start, marker: newMarker(), memLow: s.memory.fired(),
 		clock: newStageClock(start, req.GetTrace())}
 	switch req.GetLanguage() {
-	case sandboxv1.Language_LANGUAGE_BASH, sandboxv1.Language_LANGUAGE_PYTHON:
+	case sandboxv1.Language_LANGUAGE_BASH, sandboxv1.Language_LANGUAGE_PYTHON, sandboxv1.Language_LANGUAGE_BASH_SESSION:
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "language %v is not supported", req.GetLanguage())
 	}

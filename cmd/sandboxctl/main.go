@@ -56,6 +56,7 @@ func commands() []*command {
 		getCommand(),
 		listCommand(),
 		poolsCommand(),
+		mcpCommand(),
 		benchCommand(),
 	}
 }

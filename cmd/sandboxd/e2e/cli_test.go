@@ -35,8 +35,9 @@ func (d *daemon) ctl(t *testing.T, stdin string, args ...string) (string, string
 
 // TestReadmeExampleWithSandboxctl guarantees that the README's sandboxctl
 // walk-through works as written: create, a pandas cell, kept state, bash,
-// upload, a script from a file, a plot, download, exit statuses, pause and
-// a resuming exec, list, destroy.
+// upload, a script from a file, a plot, download, a figure saved by exec
+// --images, the bash session's kept state, ls, exit statuses, pause and a
+// resuming exec, list, destroy.
 func TestReadmeExampleWithSandboxctl(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
 	dir := t.TempDir()
@@ -59,6 +60,10 @@ func TestReadmeExampleWithSandboxctl(t *testing.T) {
 		{[]string{"exec", id}, "print('from stdin')", "from stdin\n", 0},
 		{[]string{"exec", id, `import matplotlib.pyplot as plt; plt.plot([1,3,2]); plt.savefig("plot.png")`}, "", "", 0},
 		{[]string{"download", id, "plot.png", filepath.Join(dir, "plot.png")}, "", "", 0},
+		{[]string{"exec", "--images", filepath.Join(dir, "figs"), id, "_ = plt.plot([3, 1, 2])"}, "", "", 0},
+		{[]string{"exec", "--lang", "bash-session", id, "cd /tmp; export A=1"}, "", "", 0},
+		{[]string{"exec", "--lang", "bash-session", id, "pwd; echo $A"}, "", "/tmp\n1\n", 0},
+		{[]string{"ls", id}, "", "/workspace/stats.csv", 0},
 		{[]string{"exec", "--lang", "bash", id, "exit 3"}, "", "", 3},
 		{[]string{"exec", id, "1/0"}, "", "", 1},
 		{[]string{"exec", "--timeout", "1s", "--lang", "bash", id, "sleep 100"}, "", "", 124},
@@ -77,9 +82,11 @@ func TestReadmeExampleWithSandboxctl(t *testing.T) {
 			t.Fatalf("sandboxctl %q: stdout %q stderr %q exit %d; want %q exit %d", s.args, out, errOut, code, s.want, s.status)
 		}
 	}
-	png, err := os.ReadFile(filepath.Join(dir, "plot.png"))
-	if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
-		t.Fatalf("downloaded plot is not a PNG (%d bytes, %v)", len(png), err)
+	for _, name := range []string{"plot.png", "figs/figure-1.png"} {
+		png, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+			t.Fatalf("%s is not a PNG (%d bytes, %v)", name, len(png), err)
+		}
 	}
 	_, errOut, _ = d.ctl(t, "", "exec", id, "1")
 	if !strings.Contains(errOut, "not found") || strings.Count(errOut, "\n") != 1 {
