@@ -119,7 +119,8 @@ Scenarios (--scenarios, comma-separated; default all; "none" with
               neither from the pool nor from the snapshot.
   boot-ready  Like cold-ready with bypass_snapshot.
   exec        In one live sandbox, the round trip of a trivial Exec: rows
-              exec-python ("pass") and exec-bash ("true").
+              exec-python ("pass"), exec-bash ("true" in a new bash) and
+              exec-bash-session ("true" in the persistent bash session).
   resume      In one sandbox from the pool that ran "x = 1" (untimed), pause
               the sandbox (PauseSandbox, untimed; it must answer PAUSED),
               then time an Exec print(x) until its result arrives with

@@ -35,6 +35,7 @@ const (
 const (
 	rowExecPython    = "exec-python"
 	rowExecBash      = "exec-bash"
+	rowExecSession   = "exec-bash-session"
 	rowFilesUpload   = "files-upload"
 	rowFilesDownload = "files-download"
 )
@@ -104,12 +105,13 @@ func (d *daemonBench) createItem(name string, mode createMode, code, want string
 	return it
 }
 
-// execItem is exec: round trips of trivial Python and bash code in one
-// sandbox created (untimed) at setup.
+// execItem is exec: round trips of trivial Python and bash code, a fresh
+// bash and the persistent bash session, in one sandbox created (untimed)
+// at setup.
 func (d *daemonBench) execItem() *benchItem {
 	var id string
 	return &benchItem{
-		name: scenarioExec, kind: kindScenario, rows: []string{rowExecPython, rowExecBash},
+		name: scenarioExec, kind: kindScenario, rows: []string{rowExecPython, rowExecBash, rowExecSession},
 		setup: func(ctx context.Context) error {
 			sb, err := d.create(ctx, fromPool)
 			if err != nil {
@@ -122,6 +124,7 @@ func (d *daemonBench) execItem() *benchItem {
 			return []sample{
 				d.timedExec(ctx, rowExecPython, id, sandboxv1.Language_LANGUAGE_PYTHON, execPythonCode),
 				d.timedExec(ctx, rowExecBash, id, sandboxv1.Language_LANGUAGE_BASH, execBashCode),
+				d.timedExec(ctx, rowExecSession, id, sandboxv1.Language_LANGUAGE_BASH_SESSION, execBashCode),
 			}
 		},
 		close: func(ctx context.Context) error {

@@ -543,7 +543,7 @@ func TestBenchAllScenarios(t *testing.T) {
 	rep := readBenchJSON(t, jsonPath)
 	want := map[string]int{ // timed runs per row
 		"warm": 3, "cold": 3, "cold-ready": 3, "boot": 3, "boot-ready": 3, "exec-python": 3, "exec-bash": 3,
-		"resume": 3, "files-upload": 3, "files-download": 3,
+		"exec-bash-session": 3, "resume": 3, "files-upload": 3, "files-download": 3,
 		"burst":  4, // K = 2 x target_idle = 4, ceil(3/4) = 1 round of 4
 		"refill": 3, "memory-restore": 3, "memory-boot": 3,
 	}
@@ -591,7 +591,7 @@ func TestBenchAllScenarios(t *testing.T) {
 			t.Errorf("%s: cgroup %v MiB, want the fake's", res.Name, deref(res.CgroupMiBP50))
 		}
 	}
-	if got := strings.Join(names, ","); got != "warm,cold,cold-ready,boot,boot-ready,exec-python,exec-bash,resume,files-upload,files-download,burst,refill,memory-restore,memory-boot" {
+	if got := strings.Join(names, ","); got != "warm,cold,cold-ready,boot,boot-ready,exec-python,exec-bash,exec-bash-session,resume,files-upload,files-download,burst,refill,memory-restore,memory-boot" {
 		t.Errorf("rows = %s", got)
 	}
 	if rep.Config.BurstConcurrency != 4 || rep.Config.FileBytes != 2<<20 || len(rep.Pools) != 1 || rep.Pools[0].TargetIdle != 2 ||
@@ -654,8 +654,8 @@ func TestBenchAllScenarios(t *testing.T) {
 		t.Errorf("a note on a snapshot that was ready all along:\n%s", r.stderr)
 	}
 	csvData, _ := os.ReadFile(csvPath)
-	if lines := strings.Split(strings.TrimSpace(string(csvData)), "\n"); len(lines) != 15 {
-		t.Errorf("CSV has %d lines, want header + 14 rows:\n%s", len(lines), csvData)
+	if lines := strings.Split(strings.TrimSpace(string(csvData)), "\n"); len(lines) != 16 {
+		t.Errorf("CSV has %d lines, want header + 15 rows:\n%s", len(lines), csvData)
 	}
 	if svg, _ := os.ReadFile(plotPath); !bytes.Contains(svg, []byte("<svg")) {
 		t.Errorf("plot is not an SVG: %.100s", svg)
@@ -1050,10 +1050,10 @@ func TestBenchFailuresCounted(t *testing.T) {
 	})
 	r = runOn(t, addr, "--scenarios", "warm,exec", "-n", "2", "--warmup", "0", "--json", jsonPath)
 	wantFailed(t, r)
-	if want := "no successful run of warm, exec-python, exec-bash (see the errors above)"; r.err.Error() != want {
+	if want := "no successful run of warm, exec-python, exec-bash, exec-bash-session (see the errors above)"; r.err.Error() != want {
 		t.Errorf("err = %q, want %q", r.err, want)
 	}
-	if len(readBenchJSON(t, jsonPath).Results) != 3 || !strings.Contains(r.stdout, "SCENARIO") {
+	if len(readBenchJSON(t, jsonPath).Results) != 4 || !strings.Contains(r.stdout, "SCENARIO") {
 		t.Errorf("no report written for a failed benchmark:\n%s", r.stdout)
 	}
 }
