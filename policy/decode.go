@@ -30,8 +30,10 @@ func decodePolicy(doc *yaml.Node, p *problems) *Policy {
 		Host: Host{
 			MaxSandboxes: DefaultMaxSandboxes, Socket: DefaultSocket,
 			MaxPausedBytes: DefaultMaxPausedBytes, ShutdownTimeout: DefaultShutdownTimeout,
+			AuditLogMaxBytes: DefaultAuditLogMaxBytes, AuditLogKeep: DefaultAuditLogKeep,
 		},
 		Templates: map[string]*Template{},
+		Tenants:   map[string]*Tenant{},
 	}
 	d := &decoder{p: p}
 	root := doc
@@ -44,7 +46,7 @@ func decodePolicy(doc *yaml.Node, p *problems) *Policy {
 		return pol
 	}
 	if root.Kind != yaml.MappingNode {
-		p.at(posOfNode(root), "", "the top level must be a mapping with the fields host, default_template, templates and pools, got %s", describe(root))
+		p.at(posOfNode(root), "", "the top level must be a mapping with the fields host, default_template, templates, pools and tenants, got %s", describe(root))
 		return pol
 	}
 	d.mapping(root, "", []field{
@@ -52,6 +54,7 @@ func decodePolicy(doc *yaml.Node, p *problems) *Policy {
 		{"default_template", func(v *yaml.Node, path string) { d.str(v, path, &pol.DefaultTemplate) }},
 		{"templates", func(v *yaml.Node, path string) { d.templates(v, path, pol.Templates) }},
 		{"pools", func(v *yaml.Node, path string) { pol.Pools = d.pools(v, path) }},
+		{"tenants", func(v *yaml.Node, path string) { d.tenants(v, path, pol.Tenants) }},
 	})
 	if !p.set("templates") {
 		p.at(posOfNode(root), "templates", "missing: a policy needs at least one template, e.g. `templates: {python: {}}`")
@@ -67,6 +70,50 @@ func (d *decoder) host(n *yaml.Node, path string, h *Host) {
 		{"metrics_listen", func(v *yaml.Node, path string) { d.optStr(v, path, &h.MetricsListen) }},
 		{"max_paused_bytes", func(v *yaml.Node, path string) { d.size(v, path, &h.MaxPausedBytes) }},
 		{"shutdown_timeout", func(v *yaml.Node, path string) { d.duration(v, path, &h.ShutdownTimeout) }},
+		{"tls", func(v *yaml.Node, path string) {
+			d.mapping(v, path, []field{
+				{"cert_file", func(v *yaml.Node, path string) { d.optStr(v, path, &h.TLS.CertFile) }},
+				{"key_file", func(v *yaml.Node, path string) { d.optStr(v, path, &h.TLS.KeyFile) }},
+				{"client_ca_file", func(v *yaml.Node, path string) { d.optStr(v, path, &h.TLS.ClientCAFile) }},
+			})
+		}},
+		{"audit_log", func(v *yaml.Node, path string) { d.optStr(v, path, &h.AuditLog) }},
+		{"audit_log_max_bytes", func(v *yaml.Node, path string) { d.size(v, path, &h.AuditLogMaxBytes) }},
+		{"audit_log_keep", func(v *yaml.Node, path string) { d.integer(v, path, &h.AuditLogKeep) }},
+	})
+}
+
+func (d *decoder) tenants(n *yaml.Node, path string, out map[string]*Tenant) {
+	d.entries(n, path, "tenants", func(name string, v *yaml.Node, sub string) {
+		t := &Tenant{Name: name}
+		out[name] = t
+		strs := func(v *yaml.Node, path string, out *[]string) {
+			d.list(v, path, func(v *yaml.Node, sub string) {
+				var s string
+				d.str(v, sub, &s)
+				*out = append(*out, s)
+			})
+		}
+		ints := func(v *yaml.Node, path string, out *[]int) {
+			d.list(v, path, func(v *yaml.Node, sub string) {
+				var i int
+				d.integer(v, sub, &i)
+				*out = append(*out, i)
+			})
+		}
+		d.mapping(v, sub, []field{
+			{"tokens", func(v *yaml.Node, path string) { strs(v, path, &t.TokenHashes) }},
+			{"cert_subjects", func(v *yaml.Node, path string) { strs(v, path, &t.CertSubjects) }},
+			{"unix", func(v *yaml.Node, path string) {
+				d.mapping(v, path, []field{
+					{"uids", func(v *yaml.Node, path string) { ints(v, path, &t.UnixUIDs) }},
+					{"gids", func(v *yaml.Node, path string) { ints(v, path, &t.UnixGIDs) }},
+				})
+			}},
+			{"max_sandboxes", func(v *yaml.Node, path string) { d.integer(v, path, &t.MaxSandboxes) }},
+			{"templates", func(v *yaml.Node, path string) { strs(v, path, &t.Templates) }},
+			{"limits", func(v *yaml.Node, path string) { d.limits(v, path, &t.Limits) }},
+		})
 	})
 }
 

@@ -209,3 +209,16 @@ func newPool(template string) Pool {
 		MaxBooting: DefaultPoolMaxBooting,
 	}
 }
+
+// Audit log defaults.
+const (
+	// DefaultAuditLogMaxBytes rotates the audit log at 100Mi: about half a
+	// million RPCs a file (a line is ~200 bytes), small enough to ship.
+	DefaultAuditLogMaxBytes int64 = 100 << 20
+	// DefaultAuditLogKeep keeps 5 rotated files: with the default size,
+	// 600Mi of history at most.
+	DefaultAuditLogKeep = 5
+	// MinAuditLogMaxBytes is the smallest rotation size: below it the log
+	// would rotate every few seconds under load.
+	MinAuditLogMaxBytes int64 = 1 << 20
+)

@@ -22,7 +22,7 @@ func TestDefaultsApplied(t *testing.T) {
 	} {
 		p := mustParse(t, src)
 		want := &Policy{
-			Host:            Host{MaxSandboxes: 16, Socket: "/run/sandboxd/sandboxd.sock", MaxPausedBytes: 16 << 30, ShutdownTimeout: time.Minute},
+			Host:            Host{MaxSandboxes: 16, Socket: "/run/sandboxd/sandboxd.sock", MaxPausedBytes: 16 << 30, ShutdownTimeout: time.Minute, AuditLogMaxBytes: 100 << 20, AuditLogKeep: 5},
 			DefaultTemplate: "python",
 			Templates: map[string]*Template{"python": {
 				Name:    "python",
@@ -41,7 +41,8 @@ func TestDefaultsApplied(t *testing.T) {
 				WarmImports: []string{},
 				Snapshot:    true,
 			}},
-			Source: "test.yaml",
+			Tenants: map[string]*Tenant{},
+			Source:  "test.yaml",
 		}
 		if len(p.Pools) != 0 {
 			t.Errorf("Pools = %+v, want none", p.Pools)
@@ -125,7 +126,7 @@ pools:
   - {template: big, idle: 4, max_total: 32, max_booting: 2}
 `
 	p := mustParse(t, src)
-	if want := (Host{MaxSandboxes: 32, Socket: "/tmp/s.sock", ListenTCP: "127.0.0.1:7070", MetricsListen: "[::1]:9090", MaxPausedBytes: 2 << 30, ShutdownTimeout: 2 * time.Minute}); p.Host != want {
+	if want := (Host{MaxSandboxes: 32, Socket: "/tmp/s.sock", ListenTCP: "127.0.0.1:7070", MetricsListen: "[::1]:9090", MaxPausedBytes: 2 << 30, ShutdownTimeout: 2 * time.Minute, AuditLogMaxBytes: 100 << 20, AuditLogKeep: 5}); p.Host != want {
 		t.Errorf("Host = %+v, want %+v", p.Host, want)
 	}
 	if p.DefaultTemplate != "small" {
@@ -261,5 +262,41 @@ func TestDefaultIdleTimeoutFollowsShortLifetime(t *testing.T) {
 	p = mustParse(t, py+"    lifetime: 10m\n    idle_timeout: 2m\n")
 	if got := p.Templates["python"].IdleTimeout; got != 2*time.Minute {
 		t.Errorf("IdleTimeout = %s, want 2m as set", got)
+	}
+}
+
+// TestTenantsParsed guarantees the tenants section: credentials (token
+// hashes normalised to bare hex), unix ids, quotas, templates and limits
+// that only lower (unset ones stay zero, not the template defaults).
+func TestTenantsParsed(t *testing.T) {
+	h := strings.Repeat("ab", 32)
+	p, err := Parse([]byte(`templates:
+  python: {}
+tenants:
+  team-a:
+    tokens: ["sha256:`+h+`"]
+    cert_subjects: ["CN=orchestrator,O=Example"]
+    unix: {uids: [1000], gids: [2000]}
+    max_sandboxes: 4
+    templates: [python]
+    limits: {memory: 512Mi, images: {count: 2}}
+  local:
+    unix: {uids: [0]}
+`), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := p.Tenants["team-a"]
+	want := &Tenant{Name: "team-a", TokenHashes: []string{h}, CertSubjects: []string{"CN=orchestrator,O=Example"},
+		UnixUIDs: []int{1000}, UnixGIDs: []int{2000}, MaxSandboxes: 4, Templates: []string{"python"},
+		Limits: Limits{Memory: 512 << 20, Images: ImageLimits{Count: 2}}}
+	if !reflect.DeepEqual(a, want) {
+		t.Fatalf("team-a = %+v, want %+v", a, want)
+	}
+	if l := p.Tenants["local"]; l == nil || !reflect.DeepEqual(l.UnixUIDs, []int{0}) {
+		t.Fatalf("local = %+v", l)
+	}
+	if got := p.TenantNames(); !reflect.DeepEqual(got, []string{"local", "team-a"}) {
+		t.Fatalf("TenantNames = %v", got)
 	}
 }

@@ -17,6 +17,10 @@ type Policy struct {
 	// Pools lists the warm pools in file order, at most one per template.
 	// It is empty when the file declares no pools.
 	Pools []Pool
+	// Tenants maps each tenant name to how it authenticates and its
+	// quotas. Empty: every caller is the tenant "local" with no quota, and
+	// the API may only listen on loopback. Never nil.
+	Tenants map[string]*Tenant
 	// Source is where the policy came from: the file path given to Load, the
 	// source given to Parse, or "embedded default" for Default.
 	Source string
@@ -44,6 +48,56 @@ type Host struct {
 	// ShutdownTimeout bounds pausing every live sandbox when the daemon
 	// stops; what is not paused by then is destroyed. Greater than 0.
 	ShutdownTimeout time.Duration
+	// TLS makes the TCP listener serve TLS (and, with ClientCAFile, ask
+	// for client certificates). A TCP listener on a non-loopback address
+	// needs it, and tenants that authenticate.
+	TLS TLS
+	// AuditLog is the file that gets one JSON line per RPC; empty: none.
+	// An absolute path; the daemon's --audit-log flag overrides it.
+	AuditLog string
+	// AuditLogMaxBytes is the size at which the audit log is rotated. At
+	// least 1Mi.
+	AuditLogMaxBytes int64
+	// AuditLogKeep is how many rotated audit logs are kept. At least 1.
+	AuditLogKeep int
+}
+
+// TLS configures the API's TCP listener. CertFile and KeyFile are both set
+// or both empty; all paths are absolute. The files are read when the
+// daemon starts.
+type TLS struct {
+	// CertFile and KeyFile are the server's certificate chain and key (PEM).
+	CertFile, KeyFile string
+	// ClientCAFile, if set, holds the CAs (PEM) that client certificates
+	// must chain to: mutual TLS. A client certificate's subject can then
+	// name a tenant (Tenant.CertSubjects).
+	ClientCAFile string
+}
+
+// Tenant is a caller of the API with its own sandboxes and quotas.
+type Tenant struct {
+	// Name matches the template name pattern.
+	Name string
+	// TokenHashes are the lowercase hex SHA-256 digests of the bearer
+	// tokens that authenticate the tenant (`sandboxd hash-token` prints
+	// one); the policy never holds a token itself.
+	TokenHashes []string
+	// CertSubjects are client-certificate subjects (RFC 2253 strings, as
+	// Go's pkix.Name.String writes them, e.g. "CN=orchestrator,O=Example")
+	// that authenticate the tenant over mutual TLS.
+	CertSubjects []string
+	// UnixUIDs and UnixGIDs make callers on the unix socket with one of
+	// these peer uids or gids this tenant. For the tenant "local" they are
+	// an allow list: when either is set, other unix callers are refused.
+	UnixUIDs, UnixGIDs []int
+	// MaxSandboxes caps the tenant's sandboxes (running and paused); 0: no
+	// quota but the host's.
+	MaxSandboxes int
+	// Templates lists the templates the tenant may use; empty: all.
+	Templates []string
+	// Limits lowers the templates' limits for this tenant's sandboxes: a
+	// zero field keeps the template's, a higher one has no effect.
+	Limits Limits
 }
 
 // NetworkMode says what network a sandbox of a template gets.

@@ -36,6 +36,8 @@ func validate(pol *Policy, p *problems) {
 	}
 	validateDefaultTemplate(pol, names, p)
 	validatePools(pol, names, p)
+	validateTenants(pol, p)
+	validateListener(pol, p)
 }
 
 func validateHost(h *Host, p *problems) {
@@ -55,10 +57,25 @@ func validateHost(h *Host, p *problems) {
 			p.add("host.socket", "is %d bytes long, but Unix socket paths can be at most %d: choose a shorter path", len(h.Socket), maxSocketPath)
 		}
 	}
-	if p.ok("host.listen_tcp") && h.ListenTCP != "" {
-		if msg := checkLoopback(h.ListenTCP, "the API has no authentication, and anyone who can connect can run code"); msg != "" {
-			p.add("host.listen_tcp", "%s", msg)
+	for _, f := range []struct{ key, v string }{
+		{"host.tls.cert_file", h.TLS.CertFile}, {"host.tls.key_file", h.TLS.KeyFile},
+		{"host.tls.client_ca_file", h.TLS.ClientCAFile}, {"host.audit_log", h.AuditLog},
+	} {
+		if p.ok(f.key) && f.v != "" && !filepath.IsAbs(f.v) {
+			p.add(f.key, "%q is a relative path: write an absolute path", f.v)
 		}
+	}
+	if p.ok("host.tls.cert_file", "host.tls.key_file") && (h.TLS.CertFile == "") != (h.TLS.KeyFile == "") {
+		p.add("host.tls", "cert_file and key_file go together: set both (the certificate chain and its key, PEM) or neither")
+	}
+	if p.ok("host.tls.client_ca_file") && h.TLS.ClientCAFile != "" && h.TLS.CertFile == "" {
+		p.add("host.tls.client_ca_file", "needs cert_file and key_file: mutual TLS is TLS with client certificates")
+	}
+	if p.ok("host.audit_log_max_bytes") && h.AuditLogMaxBytes < MinAuditLogMaxBytes {
+		p.add("host.audit_log_max_bytes", "must be at least %s, got %s", Size(MinAuditLogMaxBytes), Size(h.AuditLogMaxBytes))
+	}
+	if p.ok("host.audit_log_keep") && h.AuditLogKeep < 1 {
+		p.add("host.audit_log_keep", "must be at least 1, got %d", h.AuditLogKeep)
 	}
 	if p.ok("host.metrics_listen") && h.MetricsListen != "" {
 		if msg := checkLoopback(h.MetricsListen, "the metrics listener has no authentication"); msg != "" {
@@ -336,4 +353,133 @@ func nameSuggestion(name string) string {
 		return ""
 	}
 	return fmt.Sprintf(", e.g. %q", s)
+}
+
+// tokenHash is the form of a token hash in the policy: a SHA-256 in hex,
+// optionally prefixed "sha256:" as `sandboxd hash-token` prints it.
+var tokenHash = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
+
+// validateTenants checks each tenant and that no credential names two.
+func validateTenants(pol *Policy, p *problems) {
+	tokens, subjects, uids, gids := map[string]string{}, map[string]string{}, map[int]string{}, map[int]string{}
+	for _, name := range pol.TenantNames() {
+		t := pol.Tenants[name]
+		path := "tenants." + name
+		if !templateName.MatchString(name) {
+			p.add(path, "invalid tenant name %q: use 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter or digit", name)
+		}
+		for i, h := range t.TokenHashes {
+			at := fmt.Sprintf("%s.tokens[%d]", path, i)
+			if !p.ok(at) {
+				continue
+			}
+			if !tokenHash.MatchString(h) {
+				p.add(at, "is not a token hash: write the SHA-256 of the token in hex, as `sandboxd hash-token` prints it (never the token itself)")
+				continue
+			}
+			h = strings.TrimPrefix(h, "sha256:")
+			t.TokenHashes[i] = h
+			if other, dup := tokens[h]; dup {
+				p.add(at, "the same token also authenticates tenant %q: give each tenant its own", other)
+			}
+			tokens[h] = name
+		}
+		for i, s := range t.CertSubjects {
+			at := fmt.Sprintf("%s.cert_subjects[%d]", path, i)
+			if !p.ok(at) {
+				continue
+			}
+			if s == "" {
+				p.add(at, "is empty: write a certificate subject such as CN=orchestrator,O=Example")
+			} else if other, dup := subjects[s]; dup {
+				p.add(at, "subject %q also names tenant %q", s, other)
+			}
+			subjects[s] = name
+		}
+		for _, id := range []struct {
+			key  string
+			ids  []int
+			seen map[int]string
+		}{{"uids", t.UnixUIDs, uids}, {"gids", t.UnixGIDs, gids}} {
+			at := path + ".unix." + id.key
+			if !p.ok(at) {
+				continue
+			}
+			for _, v := range id.ids {
+				if v < 0 {
+					p.add(at, "%d is negative", v)
+				} else if other, dup := id.seen[v]; dup {
+					p.add(at, "%d also names tenant %q: a unix caller must map to one tenant", v, other)
+				}
+				id.seen[v] = name
+			}
+		}
+		if at := path + ".max_sandboxes"; p.ok(at) && t.MaxSandboxes < 0 {
+			p.add(at, "must be 0 (no quota but the host's) or more, got %d", t.MaxSandboxes)
+		}
+		if at := path + ".templates"; p.ok(at) {
+			for _, tmpl := range t.Templates {
+				if _, ok := pol.Templates[tmpl]; !ok {
+					p.add(at, "template %q is not defined in templates", tmpl)
+				}
+			}
+		}
+		validateTenantLimits(&t.Limits, path+".limits", p)
+		if name != "local" && len(t.TokenHashes) == 0 && len(t.CertSubjects) == 0 && len(t.UnixUIDs) == 0 && len(t.UnixGIDs) == 0 {
+			p.add(path, "has no way to authenticate: give it tokens, cert_subjects or unix uids/gids")
+		}
+	}
+}
+
+// validateTenantLimits checks a tenant's limits: each one set must be
+// positive (zero keeps the template's).
+func validateTenantLimits(l *Limits, path string, p *problems) {
+	at := func(name string) string { return path + "." + name }
+	if p.ok(at("cpu")) && (l.CPU < 0 || l.CPU > MaxCPU) {
+		p.add(at("cpu"), "must be greater than 0 and at most %g cores, got %g", MaxCPU, l.CPU)
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"memory", l.Memory}, {"disk", l.Disk}, {"file_size", l.FileSize}, {"output", l.Output}, {"upload_file", l.UploadFile},
+		{"upload_total", l.UploadTotal}, {"download_file", l.DownloadFile}, {"download_total", l.DownloadTotal},
+		{"python_address_space", l.PythonAddressSpace}, {"images.bytes", l.Images.Bytes},
+		{"processes", int64(l.Processes)}, {"open_files", int64(l.OpenFiles)}, {"images.count", int64(l.Images.Count)}} {
+		if p.ok(at(f.name)) && f.v < 0 {
+			p.add(at(f.name), "must not be negative (0 or leaving it out keeps the template's), got %d", f.v)
+		}
+	}
+}
+
+// validateListener allows a TCP listener off loopback only with TLS and a
+// way for callers to authenticate: tokens or client certificates.
+func validateListener(pol *Policy, p *problems) {
+	h := &pol.Host
+	if !p.ok("host.listen_tcp") || h.ListenTCP == "" {
+		return
+	}
+	msg := checkLoopback(h.ListenTCP, "the API would have no authentication")
+	if msg == "" || strings.HasPrefix(msg, "invalid") {
+		if msg != "" {
+			p.add("host.listen_tcp", "%s", msg)
+		}
+		return
+	}
+	auth := h.TLS.ClientCAFile != ""
+	for _, t := range pol.Tenants {
+		auth = auth || len(t.TokenHashes) > 0
+	}
+	if h.TLS.CertFile == "" || !auth {
+		p.add("host.listen_tcp", "%s is not a loopback address: serving the API there needs TLS (host.tls.cert_file and key_file) and callers that authenticate (tenants with tokens, or host.tls.client_ca_file for client certificates); or listen on 127.0.0.1", h.ListenTCP)
+	}
+}
+
+// TenantNames returns the tenant names, sorted.
+func (pol *Policy) TenantNames() []string {
+	names := make([]string, 0, len(pol.Tenants))
+	for name := range pol.Tenants {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }

@@ -27,7 +27,7 @@ func benchCommand() *command {
 			Stdout:   c.stdout,
 			Stderr:   c.stderr,
 			Client:   c.client,
-			Address:  resolveSocket(c.socket, os.Getenv(socketEnv)),
+			Address:  resolveSocket(c.flags.socket, os.Getenv(socketEnv)),
 			Describe: c.describe,
 			Note:     func(msg string) { c.note(cmd.name, msg) },
 		}, o)

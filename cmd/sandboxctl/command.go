@@ -20,8 +20,8 @@ type command struct {
 	// maxArgs < 0 means no upper bound.
 	minArgs, maxArgs int
 
-	flags  *flag.FlagSet
-	socket string // --socket given after the verb
+	flags *flag.FlagSet
+	conn  connFlags // the connection flags given after the verb
 	// run does the work, with the positional arguments already counted.
 	run func(ctx context.Context, c *cli, args []string) error
 }
@@ -37,7 +37,7 @@ func newCommand(name, args, short, long string, minArgs, maxArgs int) *command {
 		minArgs: minArgs, maxArgs: maxArgs,
 		flags: fs,
 	}
-	addGlobalFlags(fs, &c.socket)
+	addGlobalFlags(fs, &c.conn)
 	return c
 }
 

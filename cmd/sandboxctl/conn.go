@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -40,22 +43,55 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 
-	socket string // --socket; empty when not given
-	conn   *conn  // dialled on first use
+	flags connFlags // how to reach the daemon
+	conn  *conn     // dialled on first use
+}
+
+// tokenEnv names the environment variable that gives --token: a token on
+// the command line shows in ps and shell history.
+const tokenEnv = "SANDBOXD_TOKEN"
+
+// connFlags say how to reach and authenticate to the daemon.
+type connFlags struct {
+	socket                 string // --socket or --addr
+	token                  string // --token
+	tlsCA, tlsCert, tlsKey string // --tls-ca, --tls-cert, --tls-key
+}
+
+// merge sets in f the flags that later sets.
+func (f *connFlags) merge(later connFlags) {
+	for _, p := range []struct {
+		dst *string
+		v   string
+	}{{&f.socket, later.socket}, {&f.token, later.token},
+		{&f.tlsCA, later.tlsCA}, {&f.tlsCert, later.tlsCert}, {&f.tlsKey, later.tlsKey}} {
+		if p.v != "" {
+			*p.dst = p.v
+		}
+	}
 }
 
 // addGlobalFlags registers on fs the flags that sandboxctl accepts before
-// the verb and every verb accepts too, storing --socket in socket.
-func addGlobalFlags(fs *flag.FlagSet, socket *string) {
-	fs.StringVar(socket, "socket", "",
-		"`ADDR` of sandboxd: a unix socket PATH, unix:PATH, or HOST:PORT for TCP (env "+
-			socketEnv+", default "+defaultSocket+")")
+// the verb and every verb accepts too, storing them in f.
+func addGlobalFlags(fs *flag.FlagSet, f *connFlags) {
+	const addrHelp = "`ADDR` of sandboxd: a unix socket PATH, unix:PATH, or HOST:PORT for TCP (env " +
+		socketEnv + ", default " + defaultSocket + ")"
+	fs.StringVar(&f.socket, "socket", "", addrHelp)
+	fs.StringVar(&f.socket, "addr", "", addrHelp+"; the same as --socket")
+	fs.StringVar(&f.token, "token", "", "bearer `TOKEN` of your tenant (env "+tokenEnv+", which keeps it out of ps and shell history)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "connect over TLS, trusting the CA certificates in `FILE` (PEM) for the daemon's")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "connect over TLS with the client certificate in `FILE` (PEM; mutual TLS), with --tls-key")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "the private key of --tls-cert, a PEM `FILE`")
 }
 
 // client returns a client of the daemon, connecting on first use.
 func (c *cli) client() (sandboxv1.SandboxServiceClient, error) {
 	if c.conn == nil {
-		conn, err := dial(parseEndpoint(resolveSocket(c.socket, os.Getenv(socketEnv))))
+		security, err := c.flags.security(os.Getenv(tokenEnv))
+		if err != nil {
+			return nil, err
+		}
+		conn, err := dial(parseEndpoint(resolveSocket(c.flags.socket, os.Getenv(socketEnv))), security...)
 		if err != nil {
 			return nil, err
 		}
@@ -63,6 +99,59 @@ func (c *cli) client() (sandboxv1.SandboxServiceClient, error) {
 	}
 	return sandboxv1.NewSandboxServiceClient(c.conn.cc), nil
 }
+
+// security returns the dial options the flags ask for: TLS when --tls-ca
+// or --tls-cert is given, and the bearer token (--token, else envToken)
+// on every call.
+func (f *connFlags) security(envToken string) ([]grpc.DialOption, error) {
+	var opts []grpc.DialOption
+	if f.tlsCA != "" || f.tlsCert != "" || f.tlsKey != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if f.tlsCA != "" {
+			pem, err := os.ReadFile(f.tlsCA)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--tls-ca %s holds no PEM certificate", f.tlsCA)
+			}
+			cfg.RootCAs = pool
+		}
+		if (f.tlsCert == "") != (f.tlsKey == "") {
+			return nil, usagef("--tls-cert and --tls-key go together")
+		}
+		if f.tlsCert != "" {
+			cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-cert and --tls-key: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	}
+	token := f.token
+	if token == "" {
+		token = envToken
+	}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
+	}
+	return opts, nil
+}
+
+// bearer sends a tenant's token as `authorization: Bearer TOKEN`. It is
+// allowed without TLS, for the unix socket and loopback TCP; off loopback
+// the daemon serves only TLS.
+type bearer string
+
+// GetRequestMetadata adds the token to a call.
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity is false: see bearer.
+func (bearer) RequireTransportSecurity() bool { return false }
 
 // close closes the connection to the daemon, if any.
 func (c *cli) close() {
@@ -129,7 +218,7 @@ type conn struct {
 
 // dial creates a client connection to ep. Like grpc.NewClient it does not
 // connect until the first RPC.
-func dial(ep endpoint) (*conn, error) {
+func dial(ep endpoint, security ...grpc.DialOption) (*conn, error) {
 	c := &conn{ep: ep}
 	target := ep.address
 	if ep.network == "unix" {
@@ -139,14 +228,15 @@ func dial(ep endpoint) (*conn, error) {
 		}
 		target = "unix://" + abs
 	}
-	cc, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()), // replaced by TLS in security, if any
 		grpc.WithContextDialer(c.dialContext),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessageSize),
 			grpc.MaxCallSendMsgSize(maxMessageSize),
 		),
-	)
+	}, security...)
+	cc, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bad daemon address %q: %v", ep.address, err)
 	}

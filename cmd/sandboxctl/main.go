@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	global := flag.NewFlagSet("sandboxctl", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
-	addGlobalFlags(global, &cli.socket)
+	addGlobalFlags(global, &cli.flags)
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(stdout, cmds)
@@ -94,9 +94,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	pos, err := parseInterspersed(cmd.flags, rest)
-	if cmd.socket != "" { // --socket after the verb wins over one before it
-		cli.socket = cmd.socket
-	}
+	cli.flags.merge(cmd.conn) // flags after the verb win over those before it
 	if errors.Is(err, flag.ErrHelp) {
 		cmd.printUsage(stdout)
 		return exitOK
@@ -142,7 +140,7 @@ Commands:
 	tw.Flush()
 	fmt.Fprint(w, "\nGlobal flags (also accepted after COMMAND):\n")
 	global := flag.NewFlagSet("sandboxctl", flag.ContinueOnError)
-	addGlobalFlags(global, new(string))
+	addGlobalFlags(global, new(connFlags))
 	printFlags(w, global)
 	fmt.Fprint(w, `
 Errors are one line on stderr, "sandboxctl: COMMAND: MESSAGE", with exit

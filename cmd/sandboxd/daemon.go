@@ -17,12 +17,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/sandboxd/sandboxd/policy"
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
+	"github.com/sandboxd/sandboxd/runtime/audit"
 	"github.com/sandboxd/sandboxd/runtime/cgroups"
 	"github.com/sandboxd/sandboxd/runtime/manager"
 	"github.com/sandboxd/sandboxd/runtime/metrics"
@@ -66,10 +68,15 @@ func runDaemon(args []string) error {
 	socket := firstOf(o.socket, pol.Host.Socket, defaultSocket)
 	tcp := firstOf(o.listenTCP, pol.Host.ListenTCP)
 	metricsAddr := firstOf(o.metricsListen, pol.Host.MetricsListen)
-	for _, addr := range []string{tcp, metricsAddr} {
-		if err := checkLoopback(addr); err != nil {
-			return err
-		}
+	if err := checkLoopback(metricsAddr, "the metrics listener has no authentication"); err != nil {
+		return err
+	}
+	if err := checkAPIListener(tcp, pol); err != nil {
+		return err
+	}
+	tlsConfig, err := serverTLS(pol.Host.TLS)
+	if err != nil {
+		return err
 	}
 
 	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
@@ -85,6 +92,20 @@ func runDaemon(args []string) error {
 	defer stop()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The audit log opens before any sandbox boots, so a bad path stops the
+	// daemon at once; it closes after the server stopped, with every call's
+	// line queued.
+	auditor, err := newAuditor(audit.Config{
+		Path: firstOf(o.auditLog, pol.Host.AuditLog), MaxBytes: pol.Host.AuditLogMaxBytes, Keep: pol.Host.AuditLogKeep,
+	}, metrics.NewRPC(reg), log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := auditor.Close(); err != nil {
+			log.Error("closing the audit log", "err", err)
+		}
+	}()
 	cg, err := cgroups.NewManager(cgroupParent(o.stateDir))
 	if err != nil {
 		return fmt.Errorf("setting up cgroups: %w", err)
@@ -111,7 +132,16 @@ func runDaemon(args []string) error {
 
 	// WaitForHandlers: Stop returns only once every handler has, so no
 	// CreateSandbox is still booting when the manager destroys everything.
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMessage), grpc.MaxSendMsgSize(maxSendMessage), grpc.WaitForHandlers(true))
+	creds := &listenerCreds{}
+	if tlsConfig != nil {
+		creds.tls = credentials.NewTLS(tlsConfig)
+	}
+	auth := &authenticator{policy: m.Policy, denied: auditor.Denied}
+	// Authentication runs first in both chains: it puts the tenant in the
+	// context the audit records, and reports the calls it refuses (which
+	// never reach the auditor's interceptors) to auditor.Denied.
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMessage), grpc.MaxSendMsgSize(maxSendMessage), grpc.WaitForHandlers(true),
+		grpc.Creds(creds), grpc.ChainUnaryInterceptor(auth.unary, auditor.unary), grpc.ChainStreamInterceptor(auth.stream, auditor.stream))
 	sandboxv1.RegisterSandboxServiceServer(srv, &server{m: m})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
@@ -187,7 +217,7 @@ func firstOf(vals ...string) string {
 
 // checkLoopback refuses TCP addresses other than loopback: the API has no
 // authentication, so it must not be reachable from other hosts.
-func checkLoopback(addr string) error {
+func checkLoopback(addr, why string) error {
 	if addr == "" {
 		return nil
 	}
@@ -200,7 +230,25 @@ func checkLoopback(addr string) error {
 	}
 	ip := net.ParseIP(host)
 	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("listen address %q: only loopback addresses (127.0.0.1, [::1]) are allowed: sandboxd has no authentication", addr)
+		return fmt.Errorf("listen address %q: only loopback addresses (127.0.0.1, [::1]) are allowed: %s", addr, why)
+	}
+	return nil
+}
+
+// checkAPIListener allows the API's TCP listener off loopback only with
+// TLS and callers that authenticate (tenants with tokens, or client
+// certificates), as the policy's own validation does for host.listen_tcp:
+// --listen-tcp may name another address.
+func checkAPIListener(addr string, pol *policy.Policy) error {
+	if checkLoopback(addr, "") == nil {
+		return nil
+	}
+	auth := pol.Host.TLS.ClientCAFile != ""
+	for _, t := range pol.Tenants {
+		auth = auth || len(t.TokenHashes) > 0
+	}
+	if pol.Host.TLS.CertFile == "" || !auth {
+		return fmt.Errorf("listen address %q is not loopback: serving the API there needs TLS (policy host.tls.cert_file and key_file) and callers that authenticate (tenants with tokens, or host.tls.client_ca_file for client certificates); or listen on 127.0.0.1", addr)
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ type options struct {
 	agent         string
 	platform      string
 	runscLogs     string
+	auditLog      string
 	logLevel      slog.Level
 	destroyOnExit bool
 }
@@ -50,6 +51,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.agent, "agent", "", "sandbox agent binary (default: "+agentName+" beside sandboxd)")
 	fs.StringVar(&o.platform, "platform", "systrap", "gVisor platform: systrap or ptrace")
 	fs.StringVar(&o.runscLogs, "runsc-log-dir", "", "write runsc debug logs here, one file per sandbox and command")
+	fs.StringVar(&o.auditLog, "audit-log", "", "append one JSON line per API call to `FILE`, rotated by size (default: the policy's host.audit_log; empty: none)")
 	fs.BoolVar(&o.destroyOnExit, "destroy-on-exit", false, "destroy every sandbox when the daemon stops, instead of pausing them to disk for the next start to adopt")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -77,7 +79,7 @@ func (o *options) check() error {
 		return fmt.Errorf("--platform %q: use systrap or ptrace", o.platform)
 	}
 	var err error
-	for _, p := range []*string{&o.runsc, &o.rootfs, &o.agent, &o.stateDir} {
+	for _, p := range []*string{&o.runsc, &o.rootfs, &o.agent, &o.stateDir, &o.auditLog} {
 		if *p == "" {
 			continue
 		}

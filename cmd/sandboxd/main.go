@@ -1,6 +1,8 @@
 // Command sandboxd is the sandboxd daemon: it serves sandbox.v1.SandboxService
 // over a unix socket (and optionally loopback TCP), running each sandbox in
-// gVisor. `sandboxd check-policy FILE` validates a policy file and exits.
+// gVisor. `sandboxd check-policy FILE` validates a policy file and exits;
+// `sandboxd hash-token` prints the SHA-256 of a tenant's bearer token (read
+// from standard input) for the policy.
 package main
 
 import (
@@ -22,6 +24,9 @@ func main() {
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "check-policy" {
 		os.Exit(checkPolicy(args[1:], os.Stdout, os.Stderr))
+	}
+	if len(args) > 0 && args[0] == "hash-token" {
+		os.Exit(hashToken(args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	if len(args) > 0 && args[0] == holder.Subcommand {
 		os.Exit(holder.Main(args[1:]))

@@ -31,16 +31,16 @@ func (s *server) CreateSandbox(ctx context.Context, req *sandboxv1.CreateSandbox
 	return toProto(info), nil
 }
 
-func (s *server) GetSandbox(_ context.Context, req *sandboxv1.GetSandboxRequest) (*sandboxv1.Sandbox, error) {
-	info, err := s.m.Get(req.GetSandboxId())
+func (s *server) GetSandbox(ctx context.Context, req *sandboxv1.GetSandboxRequest) (*sandboxv1.Sandbox, error) {
+	info, err := s.m.Get(ctx, req.GetSandboxId())
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
 	return toProto(info), nil
 }
 
-func (s *server) ListSandboxes(_ context.Context, req *sandboxv1.ListSandboxesRequest) (*sandboxv1.ListSandboxesResponse, error) {
-	infos := s.m.List(req.GetLabelSelector())
+func (s *server) ListSandboxes(ctx context.Context, req *sandboxv1.ListSandboxesRequest) (*sandboxv1.ListSandboxesResponse, error) {
+	infos := s.m.List(ctx, req.GetLabelSelector())
 	resp := &sandboxv1.ListSandboxesResponse{Sandboxes: make([]*sandboxv1.Sandbox, len(infos))}
 	for i, info := range infos {
 		resp.Sandboxes[i] = toProto(info)

@@ -66,7 +66,7 @@ func (m *Manager) adopt(ctx context.Context) (map[string]bool, error) {
 			continue
 		}
 		e := &entry{
-			id: r.ID, tmpl: r.Template, labels: r.Labels, createdAt: r.CreatedAt, start: r.Start,
+			id: r.ID, tenant: r.owner(), tmpl: r.Template, labels: r.Labels, createdAt: r.CreatedAt, start: r.Start,
 			state: StatePaused, pausedAt: r.PausedAt, image: dir, imageBytes: size,
 		}
 		e.lastUsed.Store(r.LastUsed.UnixNano())
@@ -119,7 +119,7 @@ func (m *Manager) adoptRunning(ctx context.Context, r record) error {
 	}
 	m.slots.acquireAnyway()
 	e := &entry{
-		id: r.ID, tmpl: r.Template, labels: r.Labels, createdAt: r.CreatedAt, start: r.Start,
+		id: r.ID, tenant: r.owner(), tmpl: r.Template, labels: r.Labels, createdAt: r.CreatedAt, start: r.Start,
 		state: StateRunning, sb: sb, release: m.slots.Release,
 	}
 	e.touch()

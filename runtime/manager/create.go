@@ -55,6 +55,12 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	tmpl, tenantAtBoot, admitted, err := m.admitTenant(ctx, tmpl)
+	if err != nil {
+		return Info{}, err
+	}
+	defer admitted()
+	atBoot = atBoot || tenantAtBoot
 	if m.isClosed() {
 		return Info{}, errShuttingDown
 	}
@@ -103,7 +109,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 	case cold:
 		kind = StartBoot
 	}
-	e := &entry{id: sb.ID(), tmpl: tmpl, labels: req.Labels, createdAt: now(), sb: sb, state: StateRunning, start: kind, release: release}
+	e := &entry{id: sb.ID(), tenant: owner(ctx), tmpl: tmpl, labels: req.Labels, createdAt: now(), sb: sb, state: StateRunning, start: kind, release: release}
 	e.touch()
 	if err := m.register(e); err != nil {
 		m.finish(context.WithoutCancel(ctx), e)

@@ -54,7 +54,7 @@ func (m *Manager) EditFile(ctx context.Context, req *sandboxv1.EditFileRequest) 
 	if err := checkEdit(req); err != nil {
 		return nil, err
 	}
-	e, err := m.lookup(req.GetSandboxId())
+	e, err := m.lookup(ctx, req.GetSandboxId())
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func (m *Manager) ListFiles(ctx context.Context, req *sandboxv1.ListFilesRequest
 	if d := req.GetDepth(); d < 0 || d > MaxListDepth {
 		return nil, fmt.Errorf("depth %d is out of range: 1 (0 means 1) to %d: %w", d, MaxListDepth, errdefs.ErrInvalidArgument)
 	}
-	e, err := m.lookup(req.GetSandboxId())
+	e, err := m.lookup(ctx, req.GetSandboxId())
 	if err != nil {
 		return nil, err
 	}

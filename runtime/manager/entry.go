@@ -79,6 +79,7 @@ type Usage struct {
 // held, so a holder of op reads them freely and anyone else under mu.
 type entry struct {
 	id        string
+	tenant    string // the tenant that created it; only it may see or use it
 	tmpl      *policy.Template
 	labels    map[string]string
 	createdAt time.Time // when the client got it (a pooled sandbox booted earlier)

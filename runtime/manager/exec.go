@@ -45,7 +45,7 @@ func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send fun
 	if err := identifiers.ValidateID(req.GetSandboxId()); err != nil {
 		return err
 	}
-	e, err := m.lookup(req.GetSandboxId())
+	e, err := m.lookup(ctx, req.GetSandboxId())
 	if err != nil {
 		return err
 	}

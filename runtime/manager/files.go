@@ -30,7 +30,7 @@ func (m *Manager) Upload(ctx context.Context, hdr *sandboxv1.FileHeader, next fu
 	if hdr.GetMode()&^0o777 != 0 {
 		return nil, fmt.Errorf("mode %#o has bits other than permissions (0777): %w", hdr.GetMode(), errdefs.ErrInvalidArgument)
 	}
-	e, err := m.lookup(hdr.GetSandboxId())
+	e, err := m.lookup(ctx, hdr.GetSandboxId())
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func (m *Manager) Download(ctx context.Context, id, path string, send func(*sand
 	if err != nil {
 		return err
 	}
-	e, err := m.lookup(id)
+	e, err := m.lookup(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -9,12 +9,12 @@ import (
 	"github.com/sandboxd/sandboxd/runtime/identifiers"
 )
 
-// Get describes one sandbox.
-func (m *Manager) Get(id string) (Info, error) {
+// Get describes one sandbox of the tenant of ctx.
+func (m *Manager) Get(ctx context.Context, id string) (Info, error) {
 	if err := identifiers.ValidateID(id); err != nil {
 		return Info{}, err
 	}
-	e, err := m.lookup(id)
+	e, err := m.lookup(ctx, id)
 	if err != nil {
 		return Info{}, err
 	}
@@ -28,15 +28,16 @@ func (m *Manager) Get(id string) (Info, error) {
 	return info, nil
 }
 
-// List describes the sandboxes that carry all labels of selector, oldest
-// first.
-func (m *Manager) List(selector map[string]string) []Info {
+// List describes the sandboxes of the tenant of ctx that carry all labels
+// of selector, oldest first.
+func (m *Manager) List(ctx context.Context, selector map[string]string) []Info {
 	m.mu.Lock()
 	entries := slices.Collect(maps.Values(m.sandboxes))
 	m.mu.Unlock()
 	out := make([]Info, 0, len(entries))
+	who := owner(ctx)
 	for _, e := range entries {
-		if matches(e.labels, selector) {
+		if e.tenant == who && matches(e.labels, selector) {
 			out = append(out, e.info())
 		}
 	}
@@ -58,15 +59,21 @@ func matches(labels, selector map[string]string) bool {
 	return true
 }
 
-// Destroy removes a sandbox and frees everything it held. An unknown ID is
-// not an error: destroy is idempotent.
+// Destroy removes a sandbox of the tenant of ctx and frees everything it
+// held. An unknown ID is not an error: destroy is idempotent. Another
+// tenant's sandbox is answered as an unknown one (and left alone).
 func (m *Manager) Destroy(ctx context.Context, id string) error {
 	if err := identifiers.ValidateID(id); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	e, ok := m.sandboxes[id]
-	delete(m.sandboxes, id)
+	if ok && e.tenant != owner(ctx) {
+		ok = false
+	}
+	if ok {
+		delete(m.sandboxes, id)
+	}
 	m.mu.Unlock()
 	if !ok {
 		return nil

@@ -59,7 +59,10 @@ type Manager struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*entry
-	closed    bool
+	// pendingByTenant counts each tenant's creates in progress, which hold
+	// a place in its quota (tenants.go).
+	pendingByTenant map[string]int
+	closed          bool
 
 	poolsMu sync.Mutex // serialises policy updates
 	pools   atomic.Pointer[poolSet]
@@ -78,7 +81,7 @@ type Manager struct {
 // root, adopts the sandboxes it paused, then returns a Manager with its
 // pools filling and its reaper running.
 func New(ctx context.Context, cfg Config) (*Manager, error) {
-	m := &Manager{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sandboxes: map[string]*entry{}, autoPauses: make(chan struct{}, maxAutoPauses)}
+	m := &Manager{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sandboxes: map[string]*entry{}, pendingByTenant: map[string]int{}, autoPauses: make(chan struct{}, maxAutoPauses)}
 	if m.metrics == nil {
 		m.metrics = nopMetrics{}
 	}
@@ -117,12 +120,14 @@ func (m *Manager) isClosed() bool {
 	return m.closed
 }
 
-// lookup returns the entry of id, or a NotFound error.
-func (m *Manager) lookup(id string) (*entry, error) {
+// lookup returns the entry of id if it belongs to the tenant of ctx, or a
+// NotFound error: another tenant's sandbox is answered exactly like an
+// unknown one, so that its existence does not leak.
+func (m *Manager) lookup(ctx context.Context, id string) (*entry, error) {
 	m.mu.Lock()
 	e, ok := m.sandboxes[id]
 	m.mu.Unlock()
-	if !ok {
+	if !ok || e.tenant != owner(ctx) {
 		return nil, fmt.Errorf("sandbox %q not found: %w", id, errdefs.ErrNotFound)
 	}
 	return e, nil

@@ -67,7 +67,7 @@ func (m *Manager) Pause(ctx context.Context, id string) (Info, error) {
 	if err := identifiers.ValidateID(id); err != nil {
 		return Info{}, err
 	}
-	e, err := m.lookup(id)
+	e, err := m.lookup(ctx, id)
 	if err != nil {
 		return Info{}, err
 	}
@@ -84,7 +84,7 @@ func (m *Manager) Resume(ctx context.Context, id string) (Info, error) {
 	if err := identifiers.ValidateID(id); err != nil {
 		return Info{}, err
 	}
-	e, err := m.lookup(id)
+	e, err := m.lookup(ctx, id)
 	if err != nil {
 		return Info{}, err
 	}

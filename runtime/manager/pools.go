@@ -28,6 +28,7 @@ func (m *Manager) UpdatePolicy(p *policy.Policy) {
 	m.slots.setMax(p.Host.MaxSandboxes)
 	m.applySnapshots()
 	m.applyPools(p)
+	m.dropTenants(context.Background(), p)
 	m.log.Info("policy applied", "source", p.Source, "templates", len(p.Templates), "pools", len(p.Pools))
 }
 

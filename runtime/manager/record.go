@@ -14,6 +14,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/policy"
 	"github.com/sandboxd/sandboxd/runtime/identifiers"
+	"github.com/sandboxd/sandboxd/runtime/tenant"
 )
 
 // recordVersion is the format of the state records; a record of another
@@ -42,6 +43,17 @@ type record struct {
 	LastUsed   time.Time         `json:"last_used"`
 	Uploaded   int64             `json:"uploaded"`
 	Downloaded int64             `json:"downloaded"`
+	// Tenant owns the sandbox; empty in records written before tenants,
+	// whose sandboxes are the local tenant's.
+	Tenant string `json:"tenant,omitempty"`
+}
+
+// owner is the tenant of the record's sandbox.
+func (r record) owner() string {
+	if r.Tenant == "" {
+		return tenant.Local
+	}
+	return r.Tenant
 }
 
 // envelope is a record file: the record and the SHA-256 of its bytes, so
@@ -66,6 +78,7 @@ func recordOf(e *entry) record {
 		Version: recordVersion, ID: e.id, Template: e.tmpl, Labels: e.labels,
 		CreatedAt: e.createdAt, Start: e.start, State: st, PausedAt: pausedAt,
 		LastUsed: e.idleSince(), Uploaded: e.uploaded.Load(), Downloaded: e.downloaded.Load(),
+		Tenant: e.tenant,
 	}
 }
 
