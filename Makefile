@@ -15,7 +15,7 @@ LDFLAGS := -X main.defaultRunsc=$(RUNSC_PATH) -X main.defaultRootfs=$(ROOTFS_PAT
 # Extra flags for `make run`, e.g. make run ARGS='--policy policy/examples/grader.yaml'.
 ARGS ?=
 
-.PHONY: help build runsc rootfs proto proto-check lint unit test bench run clean
+.PHONY: help build runsc rootfs proto proto-check lint unit test bench soak run clean
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,27 @@ test: runsc rootfs lint proto-check ## Everything: lint, generated code, unit an
 bench: runsc rootfs ## Go benchmarks: create->first Exec (pool hit, cold) and Exec round trip, p50/p95/p99 (root).
 	SANDBOXD_E2E=1 SANDBOXD_RUNSC=$(RUNSC_PATH) SANDBOXD_ROOTFS=$(ROOTFS_PATH) \
 		go test -run '^$$' -bench . -benchtime 50x ./cmd/sandboxd/e2e/ ./runtime/... ./cmd/sandbox-agent/
+
+# The fuzz targets `make soak` runs, as PACKAGE:FUZZER; each gets FUZZTIME.
+# Each new input that widens coverage is minimized in at most 1000 runs: by
+# default the fuzzer spends up to a minute on each, and on long inputs
+# (paths near PATH_MAX) that stalls it for most of its time.
+FUZZ_TARGETS := ./policy:FuzzParse \
+	./runtime/identifiers:FuzzSandboxPath ./runtime/identifiers:FuzzValidateID ./runtime/identifiers:FuzzValidateLabels \
+	./runtime/manager:FuzzCheckEdit ./runtime/manager:FuzzDirPath ./runtime/manager:FuzzCheckEnv ./runtime/manager:FuzzCheckExec \
+	./runtime/manager:FuzzLower ./runtime/manager:FuzzSanitizeImages ./runtime/manager:FuzzSanitizeFiles ./runtime/manager:FuzzClipOutput
+FUZZTIME ?= 1m
+# How long the churn soak runs (SANDBOXD_SOAK); its samples go to the CSV
+# file named by SANDBOXD_SOAK_CSV, if set.
+SOAK ?= 30m
+
+soak: runsc rootfs ## Fuzz every parser and request validator (1m each), then 30m of churn under faults (root).
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1000x "$${t%%:*}" || exit 1; \
+	done
+	SANDBOXD_SOAK=$(SOAK) SANDBOXD_E2E=1 SANDBOXD_RUNSC=$(RUNSC_PATH) SANDBOXD_ROOTFS=$(ROOTFS_PATH) \
+		go test -race -count=1 -run '^TestSoakChurn$$' -v -timeout 40m ./cmd/sandboxd/e2e/
 
 run: runsc rootfs build ## Run the daemon with the embedded default policy (root).
 	bin/sandboxd $(ARGS)

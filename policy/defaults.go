@@ -141,6 +141,9 @@ const (
 const (
 	// MaxCPU is the largest limits.cpu accepted, in cores.
 	MaxCPU = 64.0
+	// MinCPU is the smallest limits.cpu accepted: the kernel's smallest CFS
+	// quota (1 ms per 100 ms period); a lower value would fail every boot.
+	MinCPU = 0.01
 	// MinMemory is the smallest limits.memory accepted: below it, gVisor's
 	// own footprint and a Python interpreter leave too little for user
 	// code.

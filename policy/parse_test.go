@@ -169,7 +169,7 @@ pools:
 func TestAcceptedEdgeValues(t *testing.T) {
 	for _, body := range []string{
 		"    limits: {cpu: 64, memory: 128Mi, disk: 16Mi, processes: 8, open_files: 64, file_size: 1, output: 1, upload_file: 1, upload_total: 1}\n",
-		"    limits: {cpu: 0.001, processes: 65536, open_files: 1048576}\n",
+		"    limits: {cpu: 0.01, processes: 65536, open_files: 1048576}\n",
 		"    limits: {upload_file: 4Gi, upload_total: 4Gi}\n",
 		"    exec_timeout: {default: 10m, max: 10m}\n    lifetime: 15m\n",
 		"    pause_after: 0\n",

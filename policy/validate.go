@@ -187,8 +187,8 @@ func validateTemplate(t *Template, path string, p *problems) {
 
 func validateLimits(l *Limits, path string, p *problems) {
 	at := func(name string) string { return path + "." + name }
-	if p.ok(at("cpu")) && (l.CPU <= 0 || l.CPU > MaxCPU) {
-		p.add(at("cpu"), "must be greater than 0 and at most %g cores, got %g", MaxCPU, l.CPU)
+	if p.ok(at("cpu")) && (l.CPU < MinCPU || l.CPU > MaxCPU) {
+		p.add(at("cpu"), "must be at least %g (the kernel's smallest quota) and at most %g cores, got %g", MinCPU, MaxCPU, l.CPU)
 	}
 	minSize := func(name string, v, least int64) {
 		if p.ok(at(name)) && v < least {
@@ -435,8 +435,8 @@ func validateTenants(pol *Policy, p *problems) {
 // positive (zero keeps the template's).
 func validateTenantLimits(l *Limits, path string, p *problems) {
 	at := func(name string) string { return path + "." + name }
-	if p.ok(at("cpu")) && (l.CPU < 0 || l.CPU > MaxCPU) {
-		p.add(at("cpu"), "must be greater than 0 and at most %g cores, got %g", MaxCPU, l.CPU)
+	if p.ok(at("cpu")) && l.CPU != 0 && (l.CPU < MinCPU || l.CPU > MaxCPU) {
+		p.add(at("cpu"), "must be at least %g (the kernel's smallest quota) and at most %g cores, got %g", MinCPU, MaxCPU, l.CPU)
 	}
 	for _, f := range []struct {
 		name string

@@ -61,7 +61,8 @@ var ruleCases = []ruleCase{
 	{"upload_total below default upload_file", py + "    limits:\n      upload_total: 512Mi\n", "templates.python.limits.upload_total", 4, "upload_file 1Gi (the default) is larger than upload_total 512Mi"},
 
 	// CPU and counts.
-	{"cpu zero", py + "    limits:\n      cpu: 0\n", "templates.python.limits.cpu", 4, "must be greater than 0 and at most 64 cores, got 0"},
+	{"cpu zero", py + "    limits:\n      cpu: 0\n", "templates.python.limits.cpu", 4, "must be at least 0.01 (the kernel's smallest quota) and at most 64 cores, got 0"},
+	{"cpu below the kernel's quota", py + "    limits:\n      cpu: 0.001\n", "templates.python.limits.cpu", 4, "must be at least 0.01"},
 	{"cpu negative", py + "    limits:\n      cpu: -1\n", "templates.python.limits.cpu", 4, "got -1"},
 	{"cpu above 64", py + "    limits:\n      cpu: 65\n", "templates.python.limits.cpu", 4, "at most 64 cores, got 65"},
 	{"cpu not a number", py + "    limits:\n      cpu: lots\n", "templates.python.limits.cpu", 4, `must be a number of cores such as 1, 0.5 or 500m, got "lots"`},

@@ -178,6 +178,9 @@ func (m *Manager) ListFiles(ctx context.Context, req *sandboxv1.ListFilesRequest
 // dirPath checks a path that names a directory: as SandboxPath, and also
 // "" or "." for the workspace and "/" for the root.
 func dirPath(p string) (string, error) {
+	if len(p) > identifiers.MaxPathLength || strings.ContainsRune(p, 0) {
+		return identifiers.SandboxPath(p) // its error says which
+	}
 	switch clean := path.Clean(p); {
 	case p == "" || clean == ".":
 		return identifiers.Workspace, nil

@@ -36,6 +36,8 @@ func lower(t *policy.Template, o Limits) (*policy.Template, bool, error) {
 		switch {
 		case math.IsNaN(o.CPU) || o.CPU < 0:
 			c.fail("limits.cpu", fmt.Sprintf("%g is not a positive number of cores", o.CPU))
+		case o.CPU < policy.MinCPU:
+			c.fail("limits.cpu", fmt.Sprintf("%g cores is below the kernel's smallest quota, %g", o.CPU, policy.MinCPU))
 		case o.CPU > l.CPU:
 			c.above("limits.cpu", "limits.cpu", fmt.Sprint(o.CPU), fmt.Sprint(l.CPU))
 		default:
