@@ -451,27 +451,35 @@ func validateTenantLimits(l *Limits, path string, p *problems) {
 	}
 }
 
-// validateListener allows a TCP listener off loopback only with TLS and a
-// way for callers to authenticate: tokens or client certificates.
+// validateListener checks host.listen_tcp with APIListenerProblem.
 func validateListener(pol *Policy, p *problems) {
-	h := &pol.Host
-	if !p.ok("host.listen_tcp") || h.ListenTCP == "" {
+	if !p.ok("host.listen_tcp") || pol.Host.ListenTCP == "" {
 		return
 	}
-	msg := checkLoopback(h.ListenTCP, "the API would have no authentication")
+	if msg := pol.APIListenerProblem(pol.Host.ListenTCP); msg != "" {
+		p.add("host.listen_tcp", "%s", msg)
+	}
+}
+
+// APIListenerProblem returns "" if the API may listen on TCP address addr
+// under pol, else what is wrong: an address that is not HOST:PORT, or one
+// off loopback without TLS (host.tls cert and key) and a way for callers to
+// authenticate (tenants with tokens, or a client CA). The daemon checks its
+// --listen-tcp flag with it too.
+func (pol *Policy) APIListenerProblem(addr string) string {
+	msg := checkLoopback(addr, "the API would have no authentication")
 	if msg == "" || strings.HasPrefix(msg, "invalid") {
-		if msg != "" {
-			p.add("host.listen_tcp", "%s", msg)
-		}
-		return
+		return msg
 	}
+	h := &pol.Host
 	auth := h.TLS.ClientCAFile != ""
 	for _, t := range pol.Tenants {
 		auth = auth || len(t.TokenHashes) > 0
 	}
 	if h.TLS.CertFile == "" || !auth {
-		p.add("host.listen_tcp", "%s is not a loopback address: serving the API there needs TLS (host.tls.cert_file and key_file) and callers that authenticate (tenants with tokens, or host.tls.client_ca_file for client certificates); or listen on 127.0.0.1", h.ListenTCP)
+		return fmt.Sprintf("%s is not a loopback address: serving the API there needs TLS (host.tls.cert_file and key_file) and callers that authenticate (tenants with tokens, or host.tls.client_ca_file for client certificates); or listen on 127.0.0.1", addr)
 	}
+	return ""
 }
 
 // TenantNames returns the tenant names, sorted.

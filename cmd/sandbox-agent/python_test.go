@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -514,5 +515,17 @@ except ValueError:
 	o = a.run(t, pyReq("import resource\nresource.getrlimit(resource.RLIMIT_AS)[0]"))
 	if o.result.Value != strconv.Itoa(limit) {
 		t.Fatalf("restarted interpreter has RLIMIT_AS %s, want %d", o.result.Value, limit)
+	}
+}
+
+// TestKernelEnvPicksAgg guarantees that the interpreter renders figures
+// without a display (MPLBACKEND=Agg), unless the template's env chose a
+// backend itself.
+func TestKernelEnvPicksAgg(t *testing.T) {
+	if got := kernelEnv([]string{"PATH=/bin"}); !slices.Equal(got, []string{"PATH=/bin", "MPLBACKEND=Agg"}) {
+		t.Errorf("kernelEnv without a backend = %q", got)
+	}
+	if got := kernelEnv([]string{"MPLBACKEND=svg", "PATH=/bin"}); !slices.Equal(got, []string{"MPLBACKEND=svg", "PATH=/bin"}) {
+		t.Errorf("kernelEnv with the template's backend = %q", got)
 	}
 }

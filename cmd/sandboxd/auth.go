@@ -63,8 +63,8 @@ func (a *authenticator) tenantOf(ctx context.Context) (string, error) {
 	case credentials.TLSInfo:
 		if chains := info.State.VerifiedChains; len(chains) > 0 && len(chains[0]) > 0 {
 			subject := chains[0][0].Subject.String()
-			for _, name := range pol.TenantNames() {
-				if slices.Contains(pol.Tenants[name].CertSubjects, subject) {
+			for name, t := range pol.Tenants {
+				if slices.Contains(t.CertSubjects, subject) {
 					return name, nil
 				}
 			}
@@ -86,8 +86,8 @@ func tokenTenant(pol *policy.Policy, value string) (string, error) {
 	sum := sha256.Sum256([]byte(token))
 	want := hex.EncodeToString(sum[:])
 	found := ""
-	for _, name := range pol.TenantNames() {
-		for _, h := range pol.Tenants[name].TokenHashes {
+	for name, t := range pol.Tenants {
+		for _, h := range t.TokenHashes {
 			if subtle.ConstantTimeCompare([]byte(h), []byte(want)) == 1 {
 				found = name
 			}
@@ -100,12 +100,17 @@ func tokenTenant(pol *policy.Policy, value string) (string, error) {
 }
 
 // unixTenant returns the tenant of a unix socket peer: the tenant that
-// lists its uid or gid, else local, unless local has an allow list that
+// lists its uid, else the one that lists its gid (validation lets an id
+// name one tenant only), else local, unless local has an allow list that
 // the peer is not on.
 func unixTenant(pol *policy.Policy, c peerCred) (string, error) {
-	for _, name := range pol.TenantNames() {
-		t := pol.Tenants[name]
-		if slices.Contains(t.UnixUIDs, int(c.uid)) || slices.Contains(t.UnixGIDs, int(c.gid)) {
+	for name, t := range pol.Tenants {
+		if slices.Contains(t.UnixUIDs, int(c.uid)) {
+			return name, nil
+		}
+	}
+	for name, t := range pol.Tenants {
+		if slices.Contains(t.UnixGIDs, int(c.gid)) {
 			return name, nil
 		}
 	}
@@ -115,7 +120,8 @@ func unixTenant(pol *policy.Policy, c peerCred) (string, error) {
 	return tenant.Local, nil
 }
 
-func open(method string) bool {
+// openMethod reports whether method is served without credentials.
+func openMethod(method string) bool {
 	for _, p := range openMethods {
 		if strings.HasPrefix(method, p) {
 			return true
@@ -126,7 +132,7 @@ func open(method string) bool {
 
 // unary authenticates unary calls.
 func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if open(info.FullMethod) {
+	if openMethod(info.FullMethod) {
 		return handler(ctx, req)
 	}
 	name, err := a.tenantOf(ctx)
@@ -139,7 +145,7 @@ func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServ
 
 // stream authenticates streaming calls.
 func (a *authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if open(info.FullMethod) {
+	if openMethod(info.FullMethod) {
 		return handler(srv, ss)
 	}
 	name, err := a.tenantOf(ss.Context())
@@ -169,7 +175,6 @@ func (s *tenantStream) Context() context.Context { return s.ctx }
 // cannot forge.
 type peerCred struct {
 	credentials.CommonAuthInfo
-	pid      int32
 	uid, gid uint32
 }
 
@@ -201,7 +206,7 @@ func (c *listenerCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.Au
 			return nil, nil, fmt.Errorf("reading the unix peer's credentials: %w", credErr)
 		}
 		return conn, peerCred{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
-			pid: cred.Pid, uid: cred.Uid, gid: cred.Gid}, nil
+			uid: cred.Uid, gid: cred.Gid}, nil
 	}
 	if c.tls != nil {
 		return c.tls.ServerHandshake(conn)

@@ -65,6 +65,7 @@ func TestTenantOfCredentials(t *testing.T) {
 		{"no peer at all", testPolicy(), context.Background(), ""},
 		{"unix uid of a", testPolicy(), unixPeer(1000, 1000), "a"},
 		{"unix gid of b", testPolicy(), unixPeer(3000, 2000), "b"},
+		{"a uid beats another tenant's gid", testPolicy(), unixPeer(1000, 2000), "a"},
 		{"other unix peer is local", testPolicy(), unixPeer(0, 0), "local"},
 		{"unix peer on local's allow list", testPolicy(0), unixPeer(0, 0), "local"},
 		{"unix peer off local's allow list", testPolicy(0), unixPeer(4000, 4000), ""},
@@ -89,8 +90,8 @@ func TestOpenMethodsNeedNoCredentials(t *testing.T) {
 		"/grpc.health.v1.Health/Check": true, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": true,
 		"/sandbox.v1.SandboxService/ListSandboxes": false, "/sandbox.v1.SandboxService/Exec": false,
 	} {
-		if open(method) != want {
-			t.Errorf("open(%q) = %v", method, !want)
+		if openMethod(method) != want {
+			t.Errorf("openMethod(%q) = %v", method, !want)
 		}
 	}
 }

@@ -235,20 +235,14 @@ func checkLoopback(addr, why string) error {
 	return nil
 }
 
-// checkAPIListener allows the API's TCP listener off loopback only with
-// TLS and callers that authenticate (tenants with tokens, or client
-// certificates), as the policy's own validation does for host.listen_tcp:
-// --listen-tcp may name another address.
+// checkAPIListener applies the policy's rule for host.listen_tcp to the
+// address the daemon will listen on, which --listen-tcp may set.
 func checkAPIListener(addr string, pol *policy.Policy) error {
-	if checkLoopback(addr, "") == nil {
+	if addr == "" {
 		return nil
 	}
-	auth := pol.Host.TLS.ClientCAFile != ""
-	for _, t := range pol.Tenants {
-		auth = auth || len(t.TokenHashes) > 0
-	}
-	if pol.Host.TLS.CertFile == "" || !auth {
-		return fmt.Errorf("listen address %q is not loopback: serving the API there needs TLS (policy host.tls.cert_file and key_file) and callers that authenticate (tenants with tokens, or host.tls.client_ca_file for client certificates); or listen on 127.0.0.1", addr)
+	if msg := pol.APIListenerProblem(addr); msg != "" {
+		return fmt.Errorf("API listen address: %s", msg)
 	}
 	return nil
 }

@@ -101,3 +101,22 @@ func TestSanitizeFilesKeepsCleanWorkspacePaths(t *testing.T) {
 		t.Fatalf("%d entries: kept %d (truncated %v)", len(many), len(got), truncated)
 	}
 }
+
+// TestTenantCapsOnlyLower guarantees how a tenant's limits apply: a cap
+// below the template's lowers it, one above (or unset) leaves it, and a
+// Python cap applies where the template has none; so a tenant limit never
+// makes a create fail as a raise would.
+func TestTenantCapsOnlyLower(t *testing.T) {
+	tmpl := &policy.Template{Name: "python", Limits: policy.Limits{CPU: 1, Memory: 1 << 30, Processes: 256,
+		Output: 16 << 20, Images: policy.ImageLimits{Count: 8, Bytes: 8 << 20}}}
+	got := tenantCaps(tmpl, policy.Limits{CPU: 2, Memory: 512 << 20, Processes: 1024, PythonAddressSpace: 256 << 20,
+		Images: policy.ImageLimits{Count: 2}})
+	want := Limits{Limits: policy.Limits{Memory: 512 << 20, PythonAddressSpace: 256 << 20, Images: policy.ImageLimits{Count: 2}}}
+	if got != want {
+		t.Fatalf("tenantCaps = %+v, want %+v", got, want)
+	}
+	lowered, atBoot, err := lower(tmpl, got)
+	if err != nil || !atBoot || lowered.Limits.Memory != 512<<20 || lowered.Limits.CPU != 1 || lowered.Limits.Processes != 256 {
+		t.Fatalf("lower with the caps: %+v, atBoot %v, %v", lowered.Limits, atBoot, err)
+	}
+}
