@@ -27,7 +27,7 @@ func benchCommand() *command {
 			Stdout:   c.stdout,
 			Stderr:   c.stderr,
 			Client:   c.client,
-			Address:  resolveSocket(c.flags.socket, os.Getenv(socketEnv)),
+			Address:  resolveAddrs(c.flags.addrs, os.Getenv(socketEnv))[0],
 			Describe: c.describe,
 			Note:     func(msg string) { c.note(cmd.name, msg) },
 		}, o)

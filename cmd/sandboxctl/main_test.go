@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -266,16 +267,21 @@ func TestUnreachableSocket(t *testing.T) {
 	}
 }
 
-// TestResolveSocket guarantees the precedence --socket > SANDBOXD_SOCKET >
-// /run/sandboxd/sandboxd.sock.
-func TestResolveSocket(t *testing.T) {
-	for _, tc := range []struct{ flag, env, want string }{
-		{"/f.sock", "/e.sock", "/f.sock"},
-		{"", "/e.sock", "/e.sock"},
-		{"", "", "/run/sandboxd/sandboxd.sock"},
+// TestResolveAddrs guarantees the precedence --socket/--addr (all of
+// them) > SANDBOXD_SOCKET > /run/sandboxd/sandboxd.sock.
+func TestResolveAddrs(t *testing.T) {
+	for _, tc := range []struct {
+		flags []string
+		env   string
+		want  []string
+	}{
+		{[]string{"/f.sock"}, "/e.sock", []string{"/f.sock"}},
+		{[]string{"a:1", "b:2"}, "/e.sock", []string{"a:1", "b:2"}},
+		{nil, "/e.sock", []string{"/e.sock"}},
+		{nil, "", []string{"/run/sandboxd/sandboxd.sock"}},
 	} {
-		if got := resolveSocket(tc.flag, tc.env); got != tc.want {
-			t.Errorf("resolveSocket(%q, %q) = %q, want %q", tc.flag, tc.env, got, tc.want)
+		if got := resolveAddrs(tc.flags, tc.env); !slices.Equal(got, tc.want) {
+			t.Errorf("resolveAddrs(%q, %q) = %q, want %q", tc.flags, tc.env, got, tc.want)
 		}
 	}
 }
@@ -299,30 +305,6 @@ func TestSocketPrecedence(t *testing.T) {
 
 	t.Setenv(socketEnv, sock)
 	wantExit(t, runCLI(t, "", "list"), 0)
-}
-
-// TestParseEndpoint guarantees how --socket values are read: paths and
-// unix: forms are unix sockets, HOST:PORT and tcp:// are TCP.
-func TestParseEndpoint(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want endpoint
-	}{
-		{"/run/sandboxd/sandboxd.sock", endpoint{"unix", "/run/sandboxd/sandboxd.sock"}},
-		{"unix:///run/x.sock", endpoint{"unix", "/run/x.sock"}},
-		{"unix:/run/x.sock", endpoint{"unix", "/run/x.sock"}},
-		{"unix:rel.sock", endpoint{"unix", "rel.sock"}},
-		{"rel.sock", endpoint{"unix", "rel.sock"}},
-		{"./a:1", endpoint{"unix", "./a:1"}},
-		{"127.0.0.1:7070", endpoint{"tcp", "127.0.0.1:7070"}},
-		{"localhost:7070", endpoint{"tcp", "localhost:7070"}},
-		{"[::1]:7070", endpoint{"tcp", "[::1]:7070"}},
-		{"tcp://10.0.0.1:7070", endpoint{"tcp", "10.0.0.1:7070"}},
-	} {
-		if got := parseEndpoint(tc.in); got != tc.want {
-			t.Errorf("parseEndpoint(%q) = %+v, want %+v", tc.in, got, tc.want)
-		}
-	}
 }
 
 // TestTCP guarantees that a HOST:PORT socket reaches a daemon over TCP.

@@ -124,6 +124,7 @@ func runDaemon(args []string) error {
 		Logger:        log,
 		Metrics:       mx,
 		Cgroups:       cg,
+		Node:          o.nodeAddress,
 	})
 	if err != nil {
 		return err
@@ -141,8 +142,8 @@ func runDaemon(args []string) error {
 	// context the audit records, and reports the calls it refuses (which
 	// never reach the auditor's interceptors) to auditor.Denied.
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMessage), grpc.MaxSendMsgSize(maxSendMessage), grpc.WaitForHandlers(true),
-		grpc.Creds(creds), grpc.ChainUnaryInterceptor(auth.unary, auditor.unary), grpc.ChainStreamInterceptor(auth.stream, auditor.stream))
-	sandboxv1.RegisterSandboxServiceServer(srv, &server{m: m})
+		grpc.Creds(creds), grpc.ChainUnaryInterceptor(auth.unary, auditor.unary, checkRouteUnary), grpc.ChainStreamInterceptor(auth.stream, auditor.stream, checkRouteStream))
+	sandboxv1.RegisterSandboxServiceServer(srv, &server{m: m, node: o.nodeAddress})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus(sandboxv1.SandboxService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -165,7 +166,7 @@ func runDaemon(args []string) error {
 	for _, l := range listeners {
 		go func() { errc <- srv.Serve(l) }()
 	}
-	log.Info("sandboxd serving", "socket", socket, "tcp", tcp, "metrics", metricsAddr, "policy", pol.Source,
+	log.Info("sandboxd serving", "socket", socket, "tcp", tcp, "node", o.nodeAddress, "metrics", metricsAddr, "policy", pol.Source,
 		"runsc", o.runsc, "rootfs", o.rootfs, "state_dir", o.stateDir, "platform", o.platform)
 
 	select {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/sandboxd/sandboxd/runtime/identifiers"
 )
 
 // Defaults of the daemon's flags.
@@ -30,6 +32,7 @@ type options struct {
 	platform      string
 	runscLogs     string
 	auditLog      string
+	nodeAddress   string
 	logLevel      slog.Level
 	destroyOnExit bool
 }
@@ -52,6 +55,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.platform, "platform", "systrap", "gVisor platform: systrap or ptrace")
 	fs.StringVar(&o.runscLogs, "runsc-log-dir", "", "write runsc debug logs here, one file per sandbox and command")
 	fs.StringVar(&o.auditLog, "audit-log", "", "append one JSON line per API call to `FILE`, rotated by size (default: the policy's host.audit_log; empty: none)")
+	fs.StringVar(&o.nodeAddress, "node-address", "", "`HOST:PORT` clients reach this daemon at, put in every sandbox ID so clients and proxies send each call to its sandbox's node (many nodes; in Kubernetes the node's IP from the Downward API); empty: IDs name no node")
 	fs.BoolVar(&o.destroyOnExit, "destroy-on-exit", false, "destroy every sandbox when the daemon stops, instead of pausing them to disk for the next start to adopt")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -77,6 +81,11 @@ func (o *options) check() error {
 	case "systrap", "ptrace":
 	default:
 		return fmt.Errorf("--platform %q: use systrap or ptrace", o.platform)
+	}
+	if o.nodeAddress != "" {
+		if err := identifiers.ValidateNodeAddress(o.nodeAddress); err != nil {
+			return fmt.Errorf("--node-address: %w", err)
+		}
 	}
 	var err error
 	for _, p := range []*string{&o.runsc, &o.rootfs, &o.agent, &o.stateDir, &o.auditLog} {

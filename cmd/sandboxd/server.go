@@ -18,6 +18,8 @@ import (
 type server struct {
 	sandboxv1.UnimplementedSandboxServiceServer
 	m *manager.Manager
+	// node is the daemon's --node-address, shown on every sandbox and pool.
+	node string
 }
 
 func (s *server) CreateSandbox(ctx context.Context, req *sandboxv1.CreateSandboxRequest) (*sandboxv1.Sandbox, error) {
@@ -28,7 +30,7 @@ func (s *server) CreateSandbox(ctx context.Context, req *sandboxv1.CreateSandbox
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	return toProto(info), nil
+	return s.sandbox(info), nil
 }
 
 func (s *server) GetSandbox(ctx context.Context, req *sandboxv1.GetSandboxRequest) (*sandboxv1.Sandbox, error) {
@@ -36,14 +38,14 @@ func (s *server) GetSandbox(ctx context.Context, req *sandboxv1.GetSandboxReques
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	return toProto(info), nil
+	return s.sandbox(info), nil
 }
 
 func (s *server) ListSandboxes(ctx context.Context, req *sandboxv1.ListSandboxesRequest) (*sandboxv1.ListSandboxesResponse, error) {
 	infos := s.m.List(ctx, req.GetLabelSelector())
 	resp := &sandboxv1.ListSandboxesResponse{Sandboxes: make([]*sandboxv1.Sandbox, len(infos))}
 	for i, info := range infos {
-		resp.Sandboxes[i] = toProto(info)
+		resp.Sandboxes[i] = s.sandbox(info)
 	}
 	return resp, nil
 }
@@ -60,7 +62,7 @@ func (s *server) PauseSandbox(ctx context.Context, req *sandboxv1.PauseSandboxRe
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	return toProto(info), nil
+	return s.sandbox(info), nil
 }
 
 func (s *server) ResumeSandbox(ctx context.Context, req *sandboxv1.ResumeSandboxRequest) (*sandboxv1.Sandbox, error) {
@@ -68,7 +70,7 @@ func (s *server) ResumeSandbox(ctx context.Context, req *sandboxv1.ResumeSandbox
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	return toProto(info), nil
+	return s.sandbox(info), nil
 }
 
 func (s *server) Exec(req *sandboxv1.ExecRequest, stream sandboxv1.SandboxService_ExecServer) error {
@@ -144,6 +146,13 @@ func snapshotProto(st snapshot.Status) *sandboxv1.Snapshot {
 	return out
 }
 
+// sandbox is toProto with the node that owns the sandbox.
+func (s *server) sandbox(i manager.Info) *sandboxv1.Sandbox {
+	p := toProto(i)
+	p.Node = s.node
+	return p
+}
+
 func toProto(i manager.Info) *sandboxv1.Sandbox {
 	var pausedAt *timestamppb.Timestamp
 	if !i.PausedAt.IsZero() {
@@ -175,7 +184,9 @@ func (s *server) ListPools(context.Context, *sandboxv1.ListPoolsRequest) (*sandb
 			TargetIdle: int32(p.TargetIdle), MaxTotal: int32(p.MaxTotal),
 			Hits: p.Hits, Misses: p.Misses, Failures: p.Failures, LastError: p.LastError,
 			Snapshot: snapshotProto(s.m.Snapshot(p.Template)),
+			Node:     s.node,
 		}
 	}
+	resp.DefaultTemplate = s.m.Policy().DefaultTemplate
 	return resp, nil
 }

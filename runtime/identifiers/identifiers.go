@@ -7,7 +7,10 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"fmt"
+	"net"
 	"regexp"
+	"strconv"
+	"strings"
 
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 )
@@ -41,11 +44,92 @@ func ValidateID(id string) error {
 // idEncoding is lowercase base32 without padding: IDs match idPattern.
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// NewID returns a fresh random sandbox ID ("sb-" and 24 base32 characters:
-// 120 random bits, so IDs cannot be guessed to reach another client's
-// sandbox).
+// randomBytes is the random part of an ID: 120 bits, so IDs cannot be
+// guessed to reach another client's sandbox. It is 24 base32 characters.
+const randomBytes = 15
+
+// randomChars is the length of randomBytes in base32.
+const randomChars = randomBytes * 8 / 5
+
+// MaxNodeAddressLength bounds a node address (HOST:PORT) so that a node
+// ID, "sb-" + base32(address) + "-" + the random part, fits MaxIDLength:
+// (64 - 3 - 1 - 24) base32 characters carry 22 bytes. Every IPv4 address
+// with a port fits ("255.255.255.255:65535" is 21 bytes), as do short
+// IPv6 addresses and host names.
+const MaxNodeAddressLength = (MaxIDLength - len(idPrefix) - 1 - randomChars) * 5 / 8
+
+// NewID returns a fresh random sandbox ID: "sb-" and 24 base32 characters.
 func NewID() string {
-	b := make([]byte, 15)
-	rand.Read(b) // never fails (crypto/rand panics instead)
-	return idPrefix + idEncoding.EncodeToString(b)
+	return idPrefix + random()
 }
+
+// NewNodeID returns a fresh random sandbox ID that names the node that
+// owns it, "sb-" + base32(node) + "-" + 24 random base32 characters, so
+// that a client or a proxy can send every call for it to that node
+// without a catalog. node must have passed ValidateNodeAddress; without a
+// node (""), it is NewID.
+func NewNodeID(node string) string {
+	if node == "" {
+		return NewID()
+	}
+	return idPrefix + idEncoding.EncodeToString([]byte(node)) + "-" + random()
+}
+
+// random returns randomBytes fresh random bytes in base32.
+func random() string {
+	b := make([]byte, randomBytes)
+	rand.Read(b) // never fails (crypto/rand panics instead)
+	return idEncoding.EncodeToString(b)
+}
+
+// NodeOf returns the node address a node ID names, and false for an ID
+// that names none (one of NewID's, or another runsc user's). It checks
+// that the address is one ValidateNodeAddress accepts, so that a forged
+// ID cannot name something else.
+func NodeOf(id string) (string, bool) {
+	rest, ok := strings.CutPrefix(id, idPrefix)
+	if !ok {
+		return "", false
+	}
+	enc, rnd, ok := strings.Cut(rest, "-")
+	if !ok || len(rnd) != randomChars || strings.Contains(rnd, "-") {
+		return "", false
+	}
+	node, err := idEncoding.DecodeString(enc)
+	if err != nil || ValidateNodeAddress(string(node)) != nil {
+		return "", false
+	}
+	return string(node), true
+}
+
+// ValidateNodeAddress returns an ErrInvalidArgument error unless addr can
+// name a node in sandbox IDs: HOST:PORT with a numeric port from 1 to
+// 65535, a host of letters, digits, '.', '-', or an IPv6 literal in
+// brackets, and at most MaxNodeAddressLength bytes in all.
+func ValidateNodeAddress(addr string) error {
+	if len(addr) > MaxNodeAddressLength {
+		return fmt.Errorf("node address %q is %d bytes, more than %d (an ID must carry it): use the node's IP address: %w",
+			addr, len(addr), MaxNodeAddressLength, errdefs.ErrInvalidArgument)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("node address %q: want HOST:PORT: %w", addr, errdefs.ErrInvalidArgument)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 || port != strconv.FormatUint(p, 10) {
+		return fmt.Errorf("node address %q: port %q is not a number from 1 to 65535: %w", addr, port, errdefs.ErrInvalidArgument)
+	}
+	if strings.Contains(host, ":") {
+		if ip := net.ParseIP(host); ip == nil || !strings.HasPrefix(addr, "[") {
+			return fmt.Errorf("node address %q: bad IPv6 address: %w", addr, errdefs.ErrInvalidArgument)
+		}
+		return nil
+	}
+	if !hostPattern.MatchString(host) {
+		return fmt.Errorf("node address %q: host %q is not a host name or IP address: %w", addr, host, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// hostPattern matches host names and IPv4 addresses: dot-separated labels
+// of letters, digits and '-', not starting or ending with '-'.
+var hostPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)

@@ -90,3 +90,61 @@ func TestSandboxPathConfinesRelativePaths(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeIDRoundTrip guarantees that a node ID is a valid sandbox ID that
+// names its node, for the longest addresses allowed, and that IDs without
+// a node name none.
+func TestNodeIDRoundTrip(t *testing.T) {
+	for _, node := range []string{"10.0.0.1:7443", "255.255.255.255:65535", "[fd00::1]:7443", "node-1.local:7443", "127.0.0.1:1"} {
+		id := NewNodeID(node)
+		if err := ValidateID(id); err != nil {
+			t.Errorf("NewNodeID(%q) = %q: %v", node, id, err)
+		}
+		if got, ok := NodeOf(id); !ok || got != node {
+			t.Errorf("NodeOf(NewNodeID(%q)) = %q, %v", node, got, ok)
+		}
+		if NewNodeID(node) == id {
+			t.Errorf("NewNodeID(%q) repeated an ID", node)
+		}
+	}
+	if id := NewNodeID(""); strings.Count(id, "-") != 1 {
+		t.Errorf("NewNodeID(\"\") = %q, want a plain ID", id)
+	}
+	if node, ok := NodeOf(NewID()); ok {
+		t.Errorf("NodeOf(NewID()) = %q, want no node", node)
+	}
+}
+
+// TestNodeOfRefusesForgedAddresses guarantees that an ID whose address
+// part does not decode to a valid node address names no node, so a forged
+// ID cannot make a client dial an arbitrary string.
+func TestNodeOfRefusesForgedAddresses(t *testing.T) {
+	rnd := strings.Repeat("a", randomChars)
+	for _, id := range []string{
+		"sb-" + idEncoding.EncodeToString([]byte("evil/path:80")) + "-" + rnd,
+		"sb-" + idEncoding.EncodeToString([]byte("host:0")) + "-" + rnd,
+		"sb-" + idEncoding.EncodeToString([]byte("host")) + "-" + rnd,
+		"sb-" + idEncoding.EncodeToString([]byte("a:1")) + "-" + rnd[1:],
+		"sb-" + idEncoding.EncodeToString([]byte("a:1")) + "-" + rnd + "-x",
+		"sb-!!-" + rnd,
+		"xx-" + idEncoding.EncodeToString([]byte("a:1")) + "-" + rnd,
+	} {
+		if node, ok := NodeOf(id); ok {
+			t.Errorf("NodeOf(%q) = %q, want no node", id, node)
+		}
+	}
+}
+
+// TestValidateNodeAddress checks the addresses that may name a node.
+func TestValidateNodeAddress(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"10.0.0.1:7443": true, "[::1]:7443": true, "node-1:80": true, "a.b.c:65535": true,
+		"": false, "host": false, "host:0": false, "host:65536": false, "host:07": false, "::1:80": false,
+		"-host:80": false, "ho_st:80": false, "host:http": false, "[zz::]:80": false,
+		"255.255.255.255:65535": true, "a-very-long-hostname:7443": false,
+	} {
+		if err := ValidateNodeAddress(addr); (err == nil) != ok {
+			t.Errorf("ValidateNodeAddress(%q) = %v, want ok=%v", addr, err, ok)
+		}
+	}
+}

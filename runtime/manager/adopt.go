@@ -9,6 +9,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/runtime/holder"
 	"github.com/sandboxd/sandboxd/runtime/sandbox"
+	"github.com/sandboxd/sandboxd/runtime/identifiers"
 	"github.com/sandboxd/sandboxd/runtime/snapshot"
 )
 
@@ -49,6 +50,10 @@ func (m *Manager) adopt(ctx context.Context) (map[string]bool, error) {
 	}
 	adopted := map[string]bool{}
 	for _, r := range good {
+		if node, ok := identifiers.NodeOf(r.ID); ok && node != m.cfg.Node {
+			m.log.Warn("adopting a sandbox whose ID names another node address: clients route its calls there, so it is unreachable until the daemon runs with that --node-address again",
+				"sandbox", r.ID, "id_node", node, "node", m.cfg.Node)
+		}
 		if r.State == StateRunning {
 			if err := m.adoptRunning(ctx, r); err != nil {
 				m.log.Warn("sandbox was running when the daemon stopped and cannot be adopted: it is lost", "sandbox", r.ID, "template", r.Template.Name, "err", err)

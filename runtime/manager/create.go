@@ -232,7 +232,7 @@ func (m *Manager) restore(ctx context.Context, t *policy.Template, image string,
 // launch gives a new sandbox of t an ID and a cgroup with the template's
 // limits, then starts it with run.
 func (m *Manager) launch(ctx context.Context, t *policy.Template, run func(sandbox.Config) (*sandbox.Sandbox, error)) (*sandbox.Sandbox, error) {
-	id := identifiers.NewID()
+	id := identifiers.NewNodeID(m.cfg.Node)
 	group, err := m.cfg.Cgroups.Create(id, cgroups.Resources{CPU: t.Limits.CPU, Memory: t.Limits.Memory})
 	if err != nil {
 		return nil, fmt.Errorf("creating the sandbox's cgroup: %w", err)

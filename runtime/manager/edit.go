@@ -40,7 +40,7 @@ const editCommands = "EDIT_COMMAND_VIEW, EDIT_COMMAND_CREATE, EDIT_COMMAND_STR_R
 // STR_REPLACE or INSERT writes counts against the sandbox's upload limits,
 // the text a VIEW returns against its download limits.
 func (m *Manager) EditFile(ctx context.Context, req *sandboxv1.EditFileRequest) (*sandboxv1.EditFileResponse, error) {
-	if err := identifiers.ValidateID(req.GetSandboxId()); err != nil {
+	if err := m.checkID(req.GetSandboxId()); err != nil {
 		return nil, err
 	}
 	p, err := identifiers.SandboxPath(req.GetPath())
@@ -137,7 +137,7 @@ func checkEditAnswer(r *sandboxv1.EditFileResponse) (*sandboxv1.EditFileResponse
 
 // ListFiles lists a directory of a sandbox down to depth levels.
 func (m *Manager) ListFiles(ctx context.Context, req *sandboxv1.ListFilesRequest) (*sandboxv1.ListFilesResponse, error) {
-	if err := identifiers.ValidateID(req.GetSandboxId()); err != nil {
+	if err := m.checkID(req.GetSandboxId()); err != nil {
 		return nil, err
 	}
 	p, err := dirPath(req.GetPath())

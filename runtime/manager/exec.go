@@ -42,7 +42,7 @@ const (
 // result event to send. It returns an error only when no result could be
 // produced (bad request, unknown sandbox, cancelled client).
 func (m *Manager) Exec(ctx context.Context, req *sandboxv1.ExecRequest, send func(*sandboxv1.ExecEvent) error) error {
-	if err := identifiers.ValidateID(req.GetSandboxId()); err != nil {
+	if err := m.checkID(req.GetSandboxId()); err != nil {
 		return err
 	}
 	e, err := m.lookup(ctx, req.GetSandboxId())

@@ -20,7 +20,7 @@ func (m *Manager) Upload(ctx context.Context, hdr *sandboxv1.FileHeader, next fu
 	if hdr == nil {
 		return nil, fmt.Errorf("the first Upload message must be a header: %w", errdefs.ErrInvalidArgument)
 	}
-	if err := identifiers.ValidateID(hdr.GetSandboxId()); err != nil {
+	if err := m.checkID(hdr.GetSandboxId()); err != nil {
 		return nil, err
 	}
 	path, err := identifiers.SandboxPath(hdr.GetPath())
@@ -109,7 +109,7 @@ func recvErr(stream interface {
 
 // Download streams a file out of a sandbox: first its info, then chunks.
 func (m *Manager) Download(ctx context.Context, id, path string, send func(*sandboxv1.DownloadResponse) error) error {
-	if err := identifiers.ValidateID(id); err != nil {
+	if err := m.checkID(id); err != nil {
 		return err
 	}
 	path, err := identifiers.SandboxPath(path)

@@ -6,12 +6,11 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sandboxd/sandboxd/runtime/identifiers"
 )
 
 // Get describes one sandbox of the tenant of ctx.
 func (m *Manager) Get(ctx context.Context, id string) (Info, error) {
-	if err := identifiers.ValidateID(id); err != nil {
+	if err := m.checkID(id); err != nil {
 		return Info{}, err
 	}
 	e, err := m.lookup(ctx, id)
@@ -60,10 +59,11 @@ func matches(labels, selector map[string]string) bool {
 }
 
 // Destroy removes a sandbox of the tenant of ctx and frees everything it
-// held. An unknown ID is not an error: destroy is idempotent. Another
+// held. An unknown ID is not an error: destroy is idempotent (an ID of
+// another node is NotFound, so a misrouted call does not pass). Another
 // tenant's sandbox is answered as an unknown one (and left alone).
 func (m *Manager) Destroy(ctx context.Context, id string) error {
-	if err := identifiers.ValidateID(id); err != nil {
+	if err := m.checkID(id); err != nil {
 		return err
 	}
 	m.mu.Lock()

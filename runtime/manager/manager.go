@@ -20,6 +20,7 @@ import (
 	"github.com/sandboxd/sandboxd/policy"
 	"github.com/sandboxd/sandboxd/runtime/cgroups"
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
+	"github.com/sandboxd/sandboxd/runtime/identifiers"
 	"github.com/sandboxd/sandboxd/runtime/pool"
 	"github.com/sandboxd/sandboxd/runtime/runsc"
 	"github.com/sandboxd/sandboxd/runtime/sandbox"
@@ -47,6 +48,10 @@ type Config struct {
 	// Cgroups creates each sandbox's cgroup with the template's CPU and
 	// memory limits; the manager owns every group under its parent.
 	Cgroups *cgroups.Manager
+	// Node is the address clients reach this daemon at (--node-address),
+	// put in every new sandbox ID; empty: plain IDs. It has passed
+	// identifiers.ValidateNodeAddress.
+	Node string
 }
 
 // Manager is safe for concurrent use.
@@ -118,6 +123,23 @@ func (m *Manager) isClosed() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.closed
+}
+
+// checkID refuses an ID that is malformed (InvalidArgument) or that names
+// another node (NotFound, saying which node owns it): a call that reached
+// the wrong daemon must not look like one for a sandbox that is gone.
+func (m *Manager) checkID(id string) error {
+	if err := identifiers.ValidateID(id); err != nil {
+		return err
+	}
+	if node, ok := identifiers.NodeOf(id); ok && node != m.cfg.Node {
+		here := m.cfg.Node
+		if here == "" {
+			here = "a daemon without --node-address"
+		}
+		return fmt.Errorf("sandbox %q belongs to node %s, and this is %s: send its calls to its node: %w", id, node, here, errdefs.ErrNotFound)
+	}
+	return nil
 }
 
 // lookup returns the entry of id if it belongs to the tenant of ctx, or a

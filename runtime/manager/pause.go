@@ -13,7 +13,6 @@ import (
 	"github.com/sandboxd/sandboxd/policy"
 	"github.com/sandboxd/sandboxd/runtime/cgroups"
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
-	"github.com/sandboxd/sandboxd/runtime/identifiers"
 	"github.com/sandboxd/sandboxd/runtime/runsc"
 	"github.com/sandboxd/sandboxd/runtime/sandbox"
 	"github.com/sandboxd/sandboxd/runtime/snapshot"
@@ -64,7 +63,7 @@ func (m *Manager) pausedDir() string { return filepath.Join(m.cfg.StateDir, "pau
 // memory and cgroup. A paused sandbox stays paused; a busy one (an Exec or
 // a transfer running) is refused with FailedPrecondition.
 func (m *Manager) Pause(ctx context.Context, id string) (Info, error) {
-	if err := identifiers.ValidateID(id); err != nil {
+	if err := m.checkID(id); err != nil {
 		return Info{}, err
 	}
 	e, err := m.lookup(ctx, id)
@@ -81,7 +80,7 @@ func (m *Manager) Pause(ctx context.Context, id string) (Info, error) {
 
 // Resume restores a paused sandbox; a running one is left as it is.
 func (m *Manager) Resume(ctx context.Context, id string) (Info, error) {
-	if err := identifiers.ValidateID(id); err != nil {
+	if err := m.checkID(id); err != nil {
 		return Info{}, err
 	}
 	e, err := m.lookup(ctx, id)

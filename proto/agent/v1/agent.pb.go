@@ -28,6 +28,245 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// EgressProxyPort is the loopback port of the agent's egress proxy; the
+// sandbox's HTTP_PROXY and HTTPS_PROXY point at it.
+type EgressProxyPort int32
+
+const (
+	EgressProxyPort_EGRESS_PROXY_PORT_UNSPECIFIED EgressProxyPort = 0
+	EgressProxyPort_EGRESS_PROXY_PORT_DEFAULT     EgressProxyPort = 3128
+)
+
+// Enum value maps for EgressProxyPort.
+var (
+	EgressProxyPort_name = map[int32]string{
+		0:    "EGRESS_PROXY_PORT_UNSPECIFIED",
+		3128: "EGRESS_PROXY_PORT_DEFAULT",
+	}
+	EgressProxyPort_value = map[string]int32{
+		"EGRESS_PROXY_PORT_UNSPECIFIED": 0,
+		"EGRESS_PROXY_PORT_DEFAULT":     3128,
+	}
+)
+
+func (x EgressProxyPort) Enum() *EgressProxyPort {
+	p := new(EgressProxyPort)
+	*p = x
+	return p
+}
+
+func (x EgressProxyPort) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EgressProxyPort) Descriptor() protoreflect.EnumDescriptor {
+	return file_agent_v1_agent_proto_enumTypes[0].Descriptor()
+}
+
+func (EgressProxyPort) Type() protoreflect.EnumType {
+	return &file_agent_v1_agent_proto_enumTypes[0]
+}
+
+func (x EgressProxyPort) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EgressProxyPort.Descriptor instead.
+func (EgressProxyPort) EnumDescriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
+type EgressAcceptRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EgressAcceptRequest) Reset() {
+	*x = EgressAcceptRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EgressAcceptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EgressAcceptRequest) ProtoMessage() {}
+
+func (x *EgressAcceptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EgressAcceptRequest.ProtoReflect.Descriptor instead.
+func (*EgressAcceptRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
+// EgressConnection is a connection a client inside the sandbox opened
+// through the proxy. Everything in it is untrusted.
+type EgressConnection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique per EgressAccept stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The destination as the client named it: a DNS name or an IP literal
+	// (without brackets), and a port.
+	Host string `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// "CONNECT" for a tunnel, else the HTTP method of a forwarded request.
+	Method        string `protobuf:"bytes,4,opt,name=method,proto3" json:"method,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EgressConnection) Reset() {
+	*x = EgressConnection{}
+	mi := &file_agent_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EgressConnection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EgressConnection) ProtoMessage() {}
+
+func (x *EgressConnection) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EgressConnection.ProtoReflect.Descriptor instead.
+func (*EgressConnection) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EgressConnection) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *EgressConnection) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *EgressConnection) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *EgressConnection) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+type EgressFrame struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The connection's ID; set in the daemon's first frame only.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// In the daemon's first frame: whether the connection may proceed, and
+	// if not, why (shown to the client in a 403 response).
+	Allowed bool   `protobuf:"varint,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	Reason  string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Bytes of the connection, in order.
+	Data []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// The sender will send no more data (TCP half-close).
+	Eof           bool `protobuf:"varint,5,opt,name=eof,proto3" json:"eof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EgressFrame) Reset() {
+	*x = EgressFrame{}
+	mi := &file_agent_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EgressFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EgressFrame) ProtoMessage() {}
+
+func (x *EgressFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EgressFrame.ProtoReflect.Descriptor instead.
+func (*EgressFrame) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EgressFrame) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *EgressFrame) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *EgressFrame) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *EgressFrame) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *EgressFrame) GetEof() bool {
+	if x != nil {
+		return x.Eof
+	}
+	return false
+}
+
 type QuiesceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -36,7 +275,7 @@ type QuiesceRequest struct {
 
 func (x *QuiesceRequest) Reset() {
 	*x = QuiesceRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_agent_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +287,7 @@ func (x *QuiesceRequest) String() string {
 func (*QuiesceRequest) ProtoMessage() {}
 
 func (x *QuiesceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_agent_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +300,7 @@ func (x *QuiesceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuiesceRequest.ProtoReflect.Descriptor instead.
 func (*QuiesceRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 type QuiesceResponse struct {
@@ -72,7 +311,7 @@ type QuiesceResponse struct {
 
 func (x *QuiesceResponse) Reset() {
 	*x = QuiesceResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_agent_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -84,7 +323,7 @@ func (x *QuiesceResponse) String() string {
 func (*QuiesceResponse) ProtoMessage() {}
 
 func (x *QuiesceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_agent_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -97,7 +336,7 @@ func (x *QuiesceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuiesceResponse.ProtoReflect.Descriptor instead.
 func (*QuiesceResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 type PingRequest struct {
@@ -119,7 +358,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_agent_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -131,7 +370,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_agent_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -144,7 +383,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PingRequest) GetStartPython() bool {
@@ -178,7 +417,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -190,7 +429,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -203,7 +442,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PingResponse) GetPid() int32 {
@@ -217,7 +456,19 @@ var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14agent/v1/agent.proto\x12\bagent.v1\x1a\x18sandbox/v1/sandbox.proto\"\x10\n" +
+	"\x14agent/v1/agent.proto\x12\bagent.v1\x1a\x18sandbox/v1/sandbox.proto\"\x15\n" +
+	"\x13EgressAcceptRequest\"b\n" +
+	"\x10EgressConnection\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x16\n" +
+	"\x06method\x18\x04 \x01(\tR\x06method\"u\n" +
+	"\vEgressFrame\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
+	"\aallowed\x18\x02 \x01(\bR\aallowed\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x10\n" +
+	"\x03eof\x18\x05 \x01(\bR\x03eof\"\x10\n" +
 	"\x0eQuiesceRequest\"\x11\n" +
 	"\x0fQuiesceResponse\"\x89\x01\n" +
 	"\vPingRequest\x12!\n" +
@@ -225,7 +476,10 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x14python_address_space\x18\x02 \x01(\x03R\x12pythonAddressSpace\x12%\n" +
 	"\x0ecode_processes\x18\x03 \x01(\x03R\rcodeProcesses\" \n" +
 	"\fPingResponse\x12\x10\n" +
-	"\x03pid\x18\x01 \x01(\x05R\x03pid2\xdf\x03\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid*T\n" +
+	"\x0fEgressProxyPort\x12!\n" +
+	"\x1dEGRESS_PROXY_PORT_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x19EGRESS_PROXY_PORT_DEFAULT\x10\xb8\x182\xed\x04\n" +
 	"\fAgentService\x125\n" +
 	"\x04Ping\x12\x15.agent.v1.PingRequest\x1a\x16.agent.v1.PingResponse\x128\n" +
 	"\x04Exec\x12\x17.sandbox.v1.ExecRequest\x1a\x15.sandbox.v1.ExecEvent0\x01\x12D\n" +
@@ -233,7 +487,9 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\bReadFile\x12\x1b.sandbox.v1.DownloadRequest\x1a\x1c.sandbox.v1.DownloadResponse0\x01\x12>\n" +
 	"\aQuiesce\x12\x18.agent.v1.QuiesceRequest\x1a\x19.agent.v1.QuiesceResponse\x12E\n" +
 	"\bEditFile\x12\x1b.sandbox.v1.EditFileRequest\x1a\x1c.sandbox.v1.EditFileResponse\x12H\n" +
-	"\tListFiles\x12\x1c.sandbox.v1.ListFilesRequest\x1a\x1d.sandbox.v1.ListFilesResponseB5Z3github.com/sandboxd/sandboxd/proto/agent/v1;agentv1b\x06proto3"
+	"\tListFiles\x12\x1c.sandbox.v1.ListFilesRequest\x1a\x1d.sandbox.v1.ListFilesResponse\x12K\n" +
+	"\fEgressAccept\x12\x1d.agent.v1.EgressAcceptRequest\x1a\x1a.agent.v1.EgressConnection0\x01\x12?\n" +
+	"\vEgressRelay\x12\x15.agent.v1.EgressFrame\x1a\x15.agent.v1.EgressFrame(\x010\x01B5Z3github.com/sandboxd/sandboxd/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -247,40 +503,49 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_agent_v1_agent_proto_goTypes = []any{
-	(*QuiesceRequest)(nil),       // 0: agent.v1.QuiesceRequest
-	(*QuiesceResponse)(nil),      // 1: agent.v1.QuiesceResponse
-	(*PingRequest)(nil),          // 2: agent.v1.PingRequest
-	(*PingResponse)(nil),         // 3: agent.v1.PingResponse
-	(*v1.ExecRequest)(nil),       // 4: sandbox.v1.ExecRequest
-	(*v1.UploadRequest)(nil),     // 5: sandbox.v1.UploadRequest
-	(*v1.DownloadRequest)(nil),   // 6: sandbox.v1.DownloadRequest
-	(*v1.EditFileRequest)(nil),   // 7: sandbox.v1.EditFileRequest
-	(*v1.ListFilesRequest)(nil),  // 8: sandbox.v1.ListFilesRequest
-	(*v1.ExecEvent)(nil),         // 9: sandbox.v1.ExecEvent
-	(*v1.UploadResponse)(nil),    // 10: sandbox.v1.UploadResponse
-	(*v1.DownloadResponse)(nil),  // 11: sandbox.v1.DownloadResponse
-	(*v1.EditFileResponse)(nil),  // 12: sandbox.v1.EditFileResponse
-	(*v1.ListFilesResponse)(nil), // 13: sandbox.v1.ListFilesResponse
+	(EgressProxyPort)(0),         // 0: agent.v1.EgressProxyPort
+	(*EgressAcceptRequest)(nil),  // 1: agent.v1.EgressAcceptRequest
+	(*EgressConnection)(nil),     // 2: agent.v1.EgressConnection
+	(*EgressFrame)(nil),          // 3: agent.v1.EgressFrame
+	(*QuiesceRequest)(nil),       // 4: agent.v1.QuiesceRequest
+	(*QuiesceResponse)(nil),      // 5: agent.v1.QuiesceResponse
+	(*PingRequest)(nil),          // 6: agent.v1.PingRequest
+	(*PingResponse)(nil),         // 7: agent.v1.PingResponse
+	(*v1.ExecRequest)(nil),       // 8: sandbox.v1.ExecRequest
+	(*v1.UploadRequest)(nil),     // 9: sandbox.v1.UploadRequest
+	(*v1.DownloadRequest)(nil),   // 10: sandbox.v1.DownloadRequest
+	(*v1.EditFileRequest)(nil),   // 11: sandbox.v1.EditFileRequest
+	(*v1.ListFilesRequest)(nil),  // 12: sandbox.v1.ListFilesRequest
+	(*v1.ExecEvent)(nil),         // 13: sandbox.v1.ExecEvent
+	(*v1.UploadResponse)(nil),    // 14: sandbox.v1.UploadResponse
+	(*v1.DownloadResponse)(nil),  // 15: sandbox.v1.DownloadResponse
+	(*v1.EditFileResponse)(nil),  // 16: sandbox.v1.EditFileResponse
+	(*v1.ListFilesResponse)(nil), // 17: sandbox.v1.ListFilesResponse
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
-	2,  // 0: agent.v1.AgentService.Ping:input_type -> agent.v1.PingRequest
-	4,  // 1: agent.v1.AgentService.Exec:input_type -> sandbox.v1.ExecRequest
-	5,  // 2: agent.v1.AgentService.WriteFile:input_type -> sandbox.v1.UploadRequest
-	6,  // 3: agent.v1.AgentService.ReadFile:input_type -> sandbox.v1.DownloadRequest
-	0,  // 4: agent.v1.AgentService.Quiesce:input_type -> agent.v1.QuiesceRequest
-	7,  // 5: agent.v1.AgentService.EditFile:input_type -> sandbox.v1.EditFileRequest
-	8,  // 6: agent.v1.AgentService.ListFiles:input_type -> sandbox.v1.ListFilesRequest
-	3,  // 7: agent.v1.AgentService.Ping:output_type -> agent.v1.PingResponse
-	9,  // 8: agent.v1.AgentService.Exec:output_type -> sandbox.v1.ExecEvent
-	10, // 9: agent.v1.AgentService.WriteFile:output_type -> sandbox.v1.UploadResponse
-	11, // 10: agent.v1.AgentService.ReadFile:output_type -> sandbox.v1.DownloadResponse
-	1,  // 11: agent.v1.AgentService.Quiesce:output_type -> agent.v1.QuiesceResponse
-	12, // 12: agent.v1.AgentService.EditFile:output_type -> sandbox.v1.EditFileResponse
-	13, // 13: agent.v1.AgentService.ListFiles:output_type -> sandbox.v1.ListFilesResponse
-	7,  // [7:14] is the sub-list for method output_type
-	0,  // [0:7] is the sub-list for method input_type
+	6,  // 0: agent.v1.AgentService.Ping:input_type -> agent.v1.PingRequest
+	8,  // 1: agent.v1.AgentService.Exec:input_type -> sandbox.v1.ExecRequest
+	9,  // 2: agent.v1.AgentService.WriteFile:input_type -> sandbox.v1.UploadRequest
+	10, // 3: agent.v1.AgentService.ReadFile:input_type -> sandbox.v1.DownloadRequest
+	4,  // 4: agent.v1.AgentService.Quiesce:input_type -> agent.v1.QuiesceRequest
+	11, // 5: agent.v1.AgentService.EditFile:input_type -> sandbox.v1.EditFileRequest
+	12, // 6: agent.v1.AgentService.ListFiles:input_type -> sandbox.v1.ListFilesRequest
+	1,  // 7: agent.v1.AgentService.EgressAccept:input_type -> agent.v1.EgressAcceptRequest
+	3,  // 8: agent.v1.AgentService.EgressRelay:input_type -> agent.v1.EgressFrame
+	7,  // 9: agent.v1.AgentService.Ping:output_type -> agent.v1.PingResponse
+	13, // 10: agent.v1.AgentService.Exec:output_type -> sandbox.v1.ExecEvent
+	14, // 11: agent.v1.AgentService.WriteFile:output_type -> sandbox.v1.UploadResponse
+	15, // 12: agent.v1.AgentService.ReadFile:output_type -> sandbox.v1.DownloadResponse
+	5,  // 13: agent.v1.AgentService.Quiesce:output_type -> agent.v1.QuiesceResponse
+	16, // 14: agent.v1.AgentService.EditFile:output_type -> sandbox.v1.EditFileResponse
+	17, // 15: agent.v1.AgentService.ListFiles:output_type -> sandbox.v1.ListFilesResponse
+	2,  // 16: agent.v1.AgentService.EgressAccept:output_type -> agent.v1.EgressConnection
+	3,  // 17: agent.v1.AgentService.EgressRelay:output_type -> agent.v1.EgressFrame
+	9,  // [9:18] is the sub-list for method output_type
+	0,  // [0:9] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -296,13 +561,14 @@ func file_agent_v1_agent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   4,
+			NumEnums:      1,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_agent_v1_agent_proto_goTypes,
 		DependencyIndexes: file_agent_v1_agent_proto_depIdxs,
+		EnumInfos:         file_agent_v1_agent_proto_enumTypes,
 		MessageInfos:      file_agent_v1_agent_proto_msgTypes,
 	}.Build()
 	File_agent_v1_agent_proto = out.File

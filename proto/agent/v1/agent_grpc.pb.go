@@ -26,13 +26,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AgentService_Ping_FullMethodName      = "/agent.v1.AgentService/Ping"
-	AgentService_Exec_FullMethodName      = "/agent.v1.AgentService/Exec"
-	AgentService_WriteFile_FullMethodName = "/agent.v1.AgentService/WriteFile"
-	AgentService_ReadFile_FullMethodName  = "/agent.v1.AgentService/ReadFile"
-	AgentService_Quiesce_FullMethodName   = "/agent.v1.AgentService/Quiesce"
-	AgentService_EditFile_FullMethodName  = "/agent.v1.AgentService/EditFile"
-	AgentService_ListFiles_FullMethodName = "/agent.v1.AgentService/ListFiles"
+	AgentService_Ping_FullMethodName         = "/agent.v1.AgentService/Ping"
+	AgentService_Exec_FullMethodName         = "/agent.v1.AgentService/Exec"
+	AgentService_WriteFile_FullMethodName    = "/agent.v1.AgentService/WriteFile"
+	AgentService_ReadFile_FullMethodName     = "/agent.v1.AgentService/ReadFile"
+	AgentService_Quiesce_FullMethodName      = "/agent.v1.AgentService/Quiesce"
+	AgentService_EditFile_FullMethodName     = "/agent.v1.AgentService/EditFile"
+	AgentService_ListFiles_FullMethodName    = "/agent.v1.AgentService/ListFiles"
+	AgentService_EgressAccept_FullMethodName = "/agent.v1.AgentService/EgressAccept"
+	AgentService_EgressRelay_FullMethodName  = "/agent.v1.AgentService/EgressRelay"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -62,6 +64,17 @@ type AgentServiceClient interface {
 	EditFile(ctx context.Context, in *v1.EditFileRequest, opts ...grpc.CallOption) (*v1.EditFileResponse, error)
 	// ListFiles lists a directory; sandbox_id is ignored.
 	ListFiles(ctx context.Context, in *v1.ListFilesRequest, opts ...grpc.CallOption) (*v1.ListFilesResponse, error)
+	// EgressAccept starts the agent's HTTP proxy on loopback inside the
+	// sandbox (EgressProxyPort) and announces each connection a client opens
+	// through it, once the client has named its destination (CONNECT
+	// authority, or the absolute URI of a plain HTTP request). The proxy
+	// stops when the stream ends. The daemon opens it only for sandboxes
+	// whose template allows egress.
+	EgressAccept(ctx context.Context, in *EgressAcceptRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EgressConnection], error)
+	// EgressRelay carries one announced connection. The daemon's first frame
+	// names it (id) and gives the verdict; if allowed, data frames follow
+	// both ways until each side sends eof (or the stream ends).
+	EgressRelay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[EgressFrame, EgressFrame], error)
 }
 
 type agentServiceClient struct {
@@ -163,6 +176,38 @@ func (c *agentServiceClient) ListFiles(ctx context.Context, in *v1.ListFilesRequ
 	return out, nil
 }
 
+func (c *agentServiceClient) EgressAccept(ctx context.Context, in *EgressAcceptRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EgressConnection], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[3], AgentService_EgressAccept_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EgressAcceptRequest, EgressConnection]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_EgressAcceptClient = grpc.ServerStreamingClient[EgressConnection]
+
+func (c *agentServiceClient) EgressRelay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[EgressFrame, EgressFrame], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[4], AgentService_EgressRelay_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EgressFrame, EgressFrame]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_EgressRelayClient = grpc.BidiStreamingClient[EgressFrame, EgressFrame]
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -190,6 +235,17 @@ type AgentServiceServer interface {
 	EditFile(context.Context, *v1.EditFileRequest) (*v1.EditFileResponse, error)
 	// ListFiles lists a directory; sandbox_id is ignored.
 	ListFiles(context.Context, *v1.ListFilesRequest) (*v1.ListFilesResponse, error)
+	// EgressAccept starts the agent's HTTP proxy on loopback inside the
+	// sandbox (EgressProxyPort) and announces each connection a client opens
+	// through it, once the client has named its destination (CONNECT
+	// authority, or the absolute URI of a plain HTTP request). The proxy
+	// stops when the stream ends. The daemon opens it only for sandboxes
+	// whose template allows egress.
+	EgressAccept(*EgressAcceptRequest, grpc.ServerStreamingServer[EgressConnection]) error
+	// EgressRelay carries one announced connection. The daemon's first frame
+	// names it (id) and gives the verdict; if allowed, data frames follow
+	// both ways until each side sends eof (or the stream ends).
+	EgressRelay(grpc.BidiStreamingServer[EgressFrame, EgressFrame]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -220,6 +276,12 @@ func (UnimplementedAgentServiceServer) EditFile(context.Context, *v1.EditFileReq
 }
 func (UnimplementedAgentServiceServer) ListFiles(context.Context, *v1.ListFilesRequest) (*v1.ListFilesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFiles not implemented")
+}
+func (UnimplementedAgentServiceServer) EgressAccept(*EgressAcceptRequest, grpc.ServerStreamingServer[EgressConnection]) error {
+	return status.Error(codes.Unimplemented, "method EgressAccept not implemented")
+}
+func (UnimplementedAgentServiceServer) EgressRelay(grpc.BidiStreamingServer[EgressFrame, EgressFrame]) error {
+	return status.Error(codes.Unimplemented, "method EgressRelay not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -343,6 +405,24 @@ func _AgentService_ListFiles_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_EgressAccept_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EgressAcceptRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServiceServer).EgressAccept(m, &grpc.GenericServerStream[EgressAcceptRequest, EgressConnection]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_EgressAcceptServer = grpc.ServerStreamingServer[EgressConnection]
+
+func _AgentService_EgressRelay_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).EgressRelay(&grpc.GenericServerStream[EgressFrame, EgressFrame]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_EgressRelayServer = grpc.BidiStreamingServer[EgressFrame, EgressFrame]
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -382,6 +462,17 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "ReadFile",
 			Handler:       _AgentService_ReadFile_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "EgressAccept",
+			Handler:       _AgentService_EgressAccept_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "EgressRelay",
+			Handler:       _AgentService_EgressRelay_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "agent/v1/agent.proto",

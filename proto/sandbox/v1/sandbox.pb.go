@@ -428,7 +428,15 @@ type Sandbox struct {
 	// template's snapshot, or booted. cold_start is true for the last two.
 	Start StartKind `protobuf:"varint,12,opt,name=start,proto3,enum=sandbox.v1.StartKind" json:"start,omitempty"`
 	// When the sandbox was last paused; set only while it is PAUSED.
-	PausedAt      *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=paused_at,json=pausedAt,proto3" json:"paused_at,omitempty"`
+	PausedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=paused_at,json=pausedAt,proto3" json:"paused_at,omitempty"`
+	// The address of the node that owns the sandbox (its daemon's
+	// --node-address), empty when the daemon runs without one. Clients send
+	// per-sandbox calls there; the ID carries the same address.
+	Node string `protobuf:"bytes,14,opt,name=node,proto3" json:"node,omitempty"`
+	// The destinations the sandbox may reach through its egress proxy, in
+	// the policy's syntax (HOST, *.DOMAIN or CIDR, each with :PORT[,PORT]);
+	// empty for a sandbox without network.
+	EgressAllow   []string `protobuf:"bytes,15,rep,name=egress_allow,json=egressAllow,proto3" json:"egress_allow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -550,6 +558,20 @@ func (x *Sandbox) GetStart() StartKind {
 func (x *Sandbox) GetPausedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.PausedAt
+	}
+	return nil
+}
+
+func (x *Sandbox) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Sandbox) GetEgressAllow() []string {
+	if x != nil {
+		return x.EgressAllow
 	}
 	return nil
 }
@@ -840,8 +862,12 @@ type CreateSandboxRequest struct {
 	// (benchmarks, debugging). Implies bypass_pool: a pooled sandbox may have
 	// been restored.
 	BypassSnapshot bool `protobuf:"varint,5,opt,name=bypass_snapshot,json=bypassSnapshot,proto3" json:"bypass_snapshot,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// A narrower egress allowlist than the template's (entries as in
+	// Sandbox.egress_allow, each within one of the template's). Empty keeps
+	// the template's; anything wider is InvalidArgument.
+	EgressAllow   []string `protobuf:"bytes,6,rep,name=egress_allow,json=egressAllow,proto3" json:"egress_allow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateSandboxRequest) Reset() {
@@ -907,6 +933,13 @@ func (x *CreateSandboxRequest) GetBypassSnapshot() bool {
 		return x.BypassSnapshot
 	}
 	return false
+}
+
+func (x *CreateSandboxRequest) GetEgressAllow() []string {
+	if x != nil {
+		return x.EgressAllow
+	}
+	return nil
 }
 
 type GetSandboxRequest struct {
@@ -2566,10 +2599,12 @@ func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListPoolsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pools         []*Pool                `protobuf:"bytes,1,rep,name=pools,proto3" json:"pools,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pools []*Pool                `protobuf:"bytes,1,rep,name=pools,proto3" json:"pools,omitempty"`
+	// The template a CreateSandboxRequest with an empty template gets.
+	DefaultTemplate string `protobuf:"bytes,2,opt,name=default_template,json=defaultTemplate,proto3" json:"default_template,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListPoolsResponse) Reset() {
@@ -2609,6 +2644,13 @@ func (x *ListPoolsResponse) GetPools() []*Pool {
 	return nil
 }
 
+func (x *ListPoolsResponse) GetDefaultTemplate() string {
+	if x != nil {
+		return x.DefaultTemplate
+	}
+	return ""
+}
+
 // Pool describes the warm pool of one template.
 type Pool struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -2632,7 +2674,10 @@ type Pool struct {
 	// The last boot failure, empty if none.
 	LastError string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// The template's snapshot, from which refills and misses are restored.
-	Snapshot      *Snapshot `protobuf:"bytes,11,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Snapshot *Snapshot `protobuf:"bytes,11,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// The node the pool is on (its daemon's --node-address); empty when the
+	// daemon runs without one.
+	Node          string `protobuf:"bytes,12,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2744,6 +2789,13 @@ func (x *Pool) GetSnapshot() *Snapshot {
 	return nil
 }
 
+func (x *Pool) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 // Snapshot describes a template's checkpoint image: a sandbox of the
 // template, booted and warmed, never handed to a client.
 type Snapshot struct {
@@ -2817,12 +2869,65 @@ func (x *Snapshot) GetLastError() string {
 	return ""
 }
 
+type UpdateSandboxEgressRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	// The new allowlist; empty closes the sandbox's egress.
+	Allow         []string `protobuf:"bytes,2,rep,name=allow,proto3" json:"allow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSandboxEgressRequest) Reset() {
+	*x = UpdateSandboxEgressRequest{}
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSandboxEgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSandboxEgressRequest) ProtoMessage() {}
+
+func (x *UpdateSandboxEgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_v1_sandbox_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSandboxEgressRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSandboxEgressRequest) Descriptor() ([]byte, []int) {
+	return file_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *UpdateSandboxEgressRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *UpdateSandboxEgressRequest) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
 var File_sandbox_v1_sandbox_proto protoreflect.FileDescriptor
 
 const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\n" +
 	"\x18sandbox/v1/sandbox.proto\x12\n" +
-	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x05\n" +
+	"sandbox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x05\n" +
 	"\aSandbox\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1a\n" +
@@ -2842,7 +2947,9 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	" \x01(\v2\x12.sandbox.v1.LimitsR\x06limits\x12/\n" +
 	"\x05usage\x18\v \x01(\v2\x19.sandbox.v1.ResourceUsageR\x05usage\x12+\n" +
 	"\x05start\x18\f \x01(\x0e2\x15.sandbox.v1.StartKindR\x05start\x127\n" +
-	"\tpaused_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bpausedAt\x1a9\n" +
+	"\tpaused_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bpausedAt\x12\x12\n" +
+	"\x04node\x18\x0e \x01(\tR\x04node\x12!\n" +
+	"\fegress_allow\x18\x0f \x03(\tR\vegressAllow\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x06\n" +
@@ -2871,14 +2978,15 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"imageBytes\"h\n" +
 	"\rResourceUsage\x124\n" +
 	"\bcpu_time\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xa9\x02\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xcc\x02\n" +
 	"\x14CreateSandboxRequest\x12\x1a\n" +
 	"\btemplate\x18\x01 \x01(\tR\btemplate\x12D\n" +
 	"\x06labels\x18\x02 \x03(\v2,.sandbox.v1.CreateSandboxRequest.LabelsEntryR\x06labels\x12\x1f\n" +
 	"\vbypass_pool\x18\x03 \x01(\bR\n" +
 	"bypassPool\x12*\n" +
 	"\x06limits\x18\x04 \x01(\v2\x12.sandbox.v1.LimitsR\x06limits\x12'\n" +
-	"\x0fbypass_snapshot\x18\x05 \x01(\bR\x0ebypassSnapshot\x1a9\n" +
+	"\x0fbypass_snapshot\x18\x05 \x01(\bR\x0ebypassSnapshot\x12!\n" +
+	"\fegress_allow\x18\x06 \x03(\tR\vegressAllow\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
@@ -3008,9 +3116,10 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x11ListFilesResponse\x12/\n" +
 	"\aentries\x18\x01 \x03(\v2\x15.sandbox.v1.FileEntryR\aentries\x12\x1c\n" +
 	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\x12\n" +
-	"\x10ListPoolsRequest\";\n" +
+	"\x10ListPoolsRequest\"f\n" +
 	"\x11ListPoolsResponse\x12&\n" +
-	"\x05pools\x18\x01 \x03(\v2\x10.sandbox.v1.PoolR\x05pools\"\xbe\x02\n" +
+	"\x05pools\x18\x01 \x03(\v2\x10.sandbox.v1.PoolR\x05pools\x12)\n" +
+	"\x10default_template\x18\x02 \x01(\tR\x0fdefaultTemplate\"\xd2\x02\n" +
 	"\x04Pool\x12\x1a\n" +
 	"\btemplate\x18\x01 \x01(\tR\btemplate\x12\x12\n" +
 	"\x04idle\x18\x02 \x01(\x05R\x04idle\x12\x15\n" +
@@ -3025,14 +3134,19 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x120\n" +
-	"\bsnapshot\x18\v \x01(\v2\x14.sandbox.v1.SnapshotR\bsnapshot\"\xb2\x01\n" +
+	"\bsnapshot\x18\v \x01(\v2\x14.sandbox.v1.SnapshotR\bsnapshot\x12\x12\n" +
+	"\x04node\x18\f \x01(\tR\x04node\"\xb2\x01\n" +
 	"\bSnapshot\x12/\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x19.sandbox.v1.SnapshotStateR\x05state\x12\x1f\n" +
 	"\vimage_bytes\x18\x02 \x01(\x03R\n" +
 	"imageBytes\x125\n" +
 	"\bbuilt_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\abuiltAt\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x04 \x01(\tR\tlastError*z\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\"Q\n" +
+	"\x1aUpdateSandboxEgressRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x14\n" +
+	"\x05allow\x18\x02 \x03(\tR\x05allow*z\n" +
 	"\fSandboxState\x12\x1d\n" +
 	"\x19SANDBOX_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SANDBOX_STATE_RUNNING\x10\x01\x12\x16\n" +
@@ -3069,7 +3183,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x17SNAPSHOT_STATE_BUILDING\x10\x01\x12\x18\n" +
 	"\x14SNAPSHOT_STATE_READY\x10\x02\x12\x19\n" +
 	"\x15SNAPSHOT_STATE_FAILED\x10\x03\x12\x1b\n" +
-	"\x17SNAPSHOT_STATE_DISABLED\x10\x042\xf8\x06\n" +
+	"\x17SNAPSHOT_STATE_DISABLED\x10\x042\xcc\a\n" +
 	"\x0eSandboxService\x12F\n" +
 	"\rCreateSandbox\x12 .sandbox.v1.CreateSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12@\n" +
 	"\n" +
@@ -3083,7 +3197,8 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\fPauseSandbox\x12\x1f.sandbox.v1.PauseSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12F\n" +
 	"\rResumeSandbox\x12 .sandbox.v1.ResumeSandboxRequest\x1a\x13.sandbox.v1.Sandbox\x12E\n" +
 	"\bEditFile\x12\x1b.sandbox.v1.EditFileRequest\x1a\x1c.sandbox.v1.EditFileResponse\x12H\n" +
-	"\tListFiles\x12\x1c.sandbox.v1.ListFilesRequest\x1a\x1d.sandbox.v1.ListFilesResponseB9Z7github.com/sandboxd/sandboxd/proto/sandbox/v1;sandboxv1b\x06proto3"
+	"\tListFiles\x12\x1c.sandbox.v1.ListFilesRequest\x1a\x1d.sandbox.v1.ListFilesResponse\x12R\n" +
+	"\x13UpdateSandboxEgress\x12&.sandbox.v1.UpdateSandboxEgressRequest\x1a\x13.sandbox.v1.SandboxB9Z7github.com/sandboxd/sandboxd/proto/sandbox/v1;sandboxv1b\x06proto3"
 
 var (
 	file_sandbox_v1_sandbox_proto_rawDescOnce sync.Once
@@ -3098,77 +3213,78 @@ func file_sandbox_v1_sandbox_proto_rawDescGZIP() []byte {
 }
 
 var file_sandbox_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_sandbox_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_sandbox_v1_sandbox_proto_goTypes = []any{
-	(SandboxState)(0),              // 0: sandbox.v1.SandboxState
-	(StartKind)(0),                 // 1: sandbox.v1.StartKind
-	(Language)(0),                  // 2: sandbox.v1.Language
-	(ExecStatus)(0),                // 3: sandbox.v1.ExecStatus
-	(EditCommand)(0),               // 4: sandbox.v1.EditCommand
-	(SnapshotState)(0),             // 5: sandbox.v1.SnapshotState
-	(*Sandbox)(nil),                // 6: sandbox.v1.Sandbox
-	(*Limits)(nil),                 // 7: sandbox.v1.Limits
-	(*ResourceUsage)(nil),          // 8: sandbox.v1.ResourceUsage
-	(*CreateSandboxRequest)(nil),   // 9: sandbox.v1.CreateSandboxRequest
-	(*GetSandboxRequest)(nil),      // 10: sandbox.v1.GetSandboxRequest
-	(*ListSandboxesRequest)(nil),   // 11: sandbox.v1.ListSandboxesRequest
-	(*ListSandboxesResponse)(nil),  // 12: sandbox.v1.ListSandboxesResponse
-	(*DestroySandboxRequest)(nil),  // 13: sandbox.v1.DestroySandboxRequest
-	(*DestroySandboxResponse)(nil), // 14: sandbox.v1.DestroySandboxResponse
-	(*PauseSandboxRequest)(nil),    // 15: sandbox.v1.PauseSandboxRequest
-	(*ResumeSandboxRequest)(nil),   // 16: sandbox.v1.ResumeSandboxRequest
-	(*ExecRequest)(nil),            // 17: sandbox.v1.ExecRequest
-	(*ExecStage)(nil),              // 18: sandbox.v1.ExecStage
-	(*ExecResult)(nil),             // 19: sandbox.v1.ExecResult
-	(*Image)(nil),                  // 20: sandbox.v1.Image
-	(*ExecEvent)(nil),              // 21: sandbox.v1.ExecEvent
-	(*FileHeader)(nil),             // 22: sandbox.v1.FileHeader
-	(*UploadRequest)(nil),          // 23: sandbox.v1.UploadRequest
-	(*UploadResponse)(nil),         // 24: sandbox.v1.UploadResponse
-	(*DownloadRequest)(nil),        // 25: sandbox.v1.DownloadRequest
-	(*FileInfo)(nil),               // 26: sandbox.v1.FileInfo
-	(*DownloadResponse)(nil),       // 27: sandbox.v1.DownloadResponse
-	(*EditFileRequest)(nil),        // 28: sandbox.v1.EditFileRequest
-	(*EditFileResponse)(nil),       // 29: sandbox.v1.EditFileResponse
-	(*ListFilesRequest)(nil),       // 30: sandbox.v1.ListFilesRequest
-	(*FileEntry)(nil),              // 31: sandbox.v1.FileEntry
-	(*ListFilesResponse)(nil),      // 32: sandbox.v1.ListFilesResponse
-	(*ListPoolsRequest)(nil),       // 33: sandbox.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),      // 34: sandbox.v1.ListPoolsResponse
-	(*Pool)(nil),                   // 35: sandbox.v1.Pool
-	(*Snapshot)(nil),               // 36: sandbox.v1.Snapshot
-	nil,                            // 37: sandbox.v1.Sandbox.LabelsEntry
-	nil,                            // 38: sandbox.v1.CreateSandboxRequest.LabelsEntry
-	nil,                            // 39: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
-	nil,                            // 40: sandbox.v1.ExecRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil),  // 41: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 42: google.protobuf.Duration
+	(SandboxState)(0),                  // 0: sandbox.v1.SandboxState
+	(StartKind)(0),                     // 1: sandbox.v1.StartKind
+	(Language)(0),                      // 2: sandbox.v1.Language
+	(ExecStatus)(0),                    // 3: sandbox.v1.ExecStatus
+	(EditCommand)(0),                   // 4: sandbox.v1.EditCommand
+	(SnapshotState)(0),                 // 5: sandbox.v1.SnapshotState
+	(*Sandbox)(nil),                    // 6: sandbox.v1.Sandbox
+	(*Limits)(nil),                     // 7: sandbox.v1.Limits
+	(*ResourceUsage)(nil),              // 8: sandbox.v1.ResourceUsage
+	(*CreateSandboxRequest)(nil),       // 9: sandbox.v1.CreateSandboxRequest
+	(*GetSandboxRequest)(nil),          // 10: sandbox.v1.GetSandboxRequest
+	(*ListSandboxesRequest)(nil),       // 11: sandbox.v1.ListSandboxesRequest
+	(*ListSandboxesResponse)(nil),      // 12: sandbox.v1.ListSandboxesResponse
+	(*DestroySandboxRequest)(nil),      // 13: sandbox.v1.DestroySandboxRequest
+	(*DestroySandboxResponse)(nil),     // 14: sandbox.v1.DestroySandboxResponse
+	(*PauseSandboxRequest)(nil),        // 15: sandbox.v1.PauseSandboxRequest
+	(*ResumeSandboxRequest)(nil),       // 16: sandbox.v1.ResumeSandboxRequest
+	(*ExecRequest)(nil),                // 17: sandbox.v1.ExecRequest
+	(*ExecStage)(nil),                  // 18: sandbox.v1.ExecStage
+	(*ExecResult)(nil),                 // 19: sandbox.v1.ExecResult
+	(*Image)(nil),                      // 20: sandbox.v1.Image
+	(*ExecEvent)(nil),                  // 21: sandbox.v1.ExecEvent
+	(*FileHeader)(nil),                 // 22: sandbox.v1.FileHeader
+	(*UploadRequest)(nil),              // 23: sandbox.v1.UploadRequest
+	(*UploadResponse)(nil),             // 24: sandbox.v1.UploadResponse
+	(*DownloadRequest)(nil),            // 25: sandbox.v1.DownloadRequest
+	(*FileInfo)(nil),                   // 26: sandbox.v1.FileInfo
+	(*DownloadResponse)(nil),           // 27: sandbox.v1.DownloadResponse
+	(*EditFileRequest)(nil),            // 28: sandbox.v1.EditFileRequest
+	(*EditFileResponse)(nil),           // 29: sandbox.v1.EditFileResponse
+	(*ListFilesRequest)(nil),           // 30: sandbox.v1.ListFilesRequest
+	(*FileEntry)(nil),                  // 31: sandbox.v1.FileEntry
+	(*ListFilesResponse)(nil),          // 32: sandbox.v1.ListFilesResponse
+	(*ListPoolsRequest)(nil),           // 33: sandbox.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),          // 34: sandbox.v1.ListPoolsResponse
+	(*Pool)(nil),                       // 35: sandbox.v1.Pool
+	(*Snapshot)(nil),                   // 36: sandbox.v1.Snapshot
+	(*UpdateSandboxEgressRequest)(nil), // 37: sandbox.v1.UpdateSandboxEgressRequest
+	nil,                                // 38: sandbox.v1.Sandbox.LabelsEntry
+	nil,                                // 39: sandbox.v1.CreateSandboxRequest.LabelsEntry
+	nil,                                // 40: sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	nil,                                // 41: sandbox.v1.ExecRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 43: google.protobuf.Duration
 }
 var file_sandbox_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: sandbox.v1.Sandbox.state:type_name -> sandbox.v1.SandboxState
-	41, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	41, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
-	37, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
+	42, // 1: sandbox.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	42, // 2: sandbox.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 3: sandbox.v1.Sandbox.labels:type_name -> sandbox.v1.Sandbox.LabelsEntry
 	7,  // 4: sandbox.v1.Sandbox.limits:type_name -> sandbox.v1.Limits
 	8,  // 5: sandbox.v1.Sandbox.usage:type_name -> sandbox.v1.ResourceUsage
 	1,  // 6: sandbox.v1.Sandbox.start:type_name -> sandbox.v1.StartKind
-	41, // 7: sandbox.v1.Sandbox.paused_at:type_name -> google.protobuf.Timestamp
-	42, // 8: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
-	42, // 9: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
-	42, // 10: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
-	42, // 11: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
-	42, // 12: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
-	38, // 13: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
+	42, // 7: sandbox.v1.Sandbox.paused_at:type_name -> google.protobuf.Timestamp
+	43, // 8: sandbox.v1.Limits.exec_timeout_max:type_name -> google.protobuf.Duration
+	43, // 9: sandbox.v1.Limits.exec_timeout_default:type_name -> google.protobuf.Duration
+	43, // 10: sandbox.v1.Limits.lifetime:type_name -> google.protobuf.Duration
+	43, // 11: sandbox.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
+	43, // 12: sandbox.v1.ResourceUsage.cpu_time:type_name -> google.protobuf.Duration
+	39, // 13: sandbox.v1.CreateSandboxRequest.labels:type_name -> sandbox.v1.CreateSandboxRequest.LabelsEntry
 	7,  // 14: sandbox.v1.CreateSandboxRequest.limits:type_name -> sandbox.v1.Limits
-	39, // 15: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
+	40, // 15: sandbox.v1.ListSandboxesRequest.label_selector:type_name -> sandbox.v1.ListSandboxesRequest.LabelSelectorEntry
 	6,  // 16: sandbox.v1.ListSandboxesResponse.sandboxes:type_name -> sandbox.v1.Sandbox
 	2,  // 17: sandbox.v1.ExecRequest.language:type_name -> sandbox.v1.Language
-	42, // 18: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	40, // 19: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
-	42, // 20: sandbox.v1.ExecStage.duration:type_name -> google.protobuf.Duration
+	43, // 18: sandbox.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	41, // 19: sandbox.v1.ExecRequest.env:type_name -> sandbox.v1.ExecRequest.EnvEntry
+	43, // 20: sandbox.v1.ExecStage.duration:type_name -> google.protobuf.Duration
 	3,  // 21: sandbox.v1.ExecResult.status:type_name -> sandbox.v1.ExecStatus
-	42, // 22: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
-	42, // 23: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
+	43, // 22: sandbox.v1.ExecResult.duration:type_name -> google.protobuf.Duration
+	43, // 23: sandbox.v1.ExecResult.cpu_time:type_name -> google.protobuf.Duration
 	18, // 24: sandbox.v1.ExecResult.trace:type_name -> sandbox.v1.ExecStage
 	31, // 25: sandbox.v1.ExecResult.files:type_name -> sandbox.v1.FileEntry
 	20, // 26: sandbox.v1.ExecResult.images:type_name -> sandbox.v1.Image
@@ -3176,12 +3292,12 @@ var file_sandbox_v1_sandbox_proto_depIdxs = []int32{
 	22, // 28: sandbox.v1.UploadRequest.header:type_name -> sandbox.v1.FileHeader
 	26, // 29: sandbox.v1.DownloadResponse.info:type_name -> sandbox.v1.FileInfo
 	4,  // 30: sandbox.v1.EditFileRequest.command:type_name -> sandbox.v1.EditCommand
-	41, // 31: sandbox.v1.FileEntry.modified_at:type_name -> google.protobuf.Timestamp
+	42, // 31: sandbox.v1.FileEntry.modified_at:type_name -> google.protobuf.Timestamp
 	31, // 32: sandbox.v1.ListFilesResponse.entries:type_name -> sandbox.v1.FileEntry
 	35, // 33: sandbox.v1.ListPoolsResponse.pools:type_name -> sandbox.v1.Pool
 	36, // 34: sandbox.v1.Pool.snapshot:type_name -> sandbox.v1.Snapshot
 	5,  // 35: sandbox.v1.Snapshot.state:type_name -> sandbox.v1.SnapshotState
-	41, // 36: sandbox.v1.Snapshot.built_at:type_name -> google.protobuf.Timestamp
+	42, // 36: sandbox.v1.Snapshot.built_at:type_name -> google.protobuf.Timestamp
 	9,  // 37: sandbox.v1.SandboxService.CreateSandbox:input_type -> sandbox.v1.CreateSandboxRequest
 	10, // 38: sandbox.v1.SandboxService.GetSandbox:input_type -> sandbox.v1.GetSandboxRequest
 	11, // 39: sandbox.v1.SandboxService.ListSandboxes:input_type -> sandbox.v1.ListSandboxesRequest
@@ -3194,20 +3310,22 @@ var file_sandbox_v1_sandbox_proto_depIdxs = []int32{
 	16, // 46: sandbox.v1.SandboxService.ResumeSandbox:input_type -> sandbox.v1.ResumeSandboxRequest
 	28, // 47: sandbox.v1.SandboxService.EditFile:input_type -> sandbox.v1.EditFileRequest
 	30, // 48: sandbox.v1.SandboxService.ListFiles:input_type -> sandbox.v1.ListFilesRequest
-	6,  // 49: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
-	6,  // 50: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
-	12, // 51: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
-	14, // 52: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
-	21, // 53: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
-	24, // 54: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
-	27, // 55: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
-	34, // 56: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
-	6,  // 57: sandbox.v1.SandboxService.PauseSandbox:output_type -> sandbox.v1.Sandbox
-	6,  // 58: sandbox.v1.SandboxService.ResumeSandbox:output_type -> sandbox.v1.Sandbox
-	29, // 59: sandbox.v1.SandboxService.EditFile:output_type -> sandbox.v1.EditFileResponse
-	32, // 60: sandbox.v1.SandboxService.ListFiles:output_type -> sandbox.v1.ListFilesResponse
-	49, // [49:61] is the sub-list for method output_type
-	37, // [37:49] is the sub-list for method input_type
+	37, // 49: sandbox.v1.SandboxService.UpdateSandboxEgress:input_type -> sandbox.v1.UpdateSandboxEgressRequest
+	6,  // 50: sandbox.v1.SandboxService.CreateSandbox:output_type -> sandbox.v1.Sandbox
+	6,  // 51: sandbox.v1.SandboxService.GetSandbox:output_type -> sandbox.v1.Sandbox
+	12, // 52: sandbox.v1.SandboxService.ListSandboxes:output_type -> sandbox.v1.ListSandboxesResponse
+	14, // 53: sandbox.v1.SandboxService.DestroySandbox:output_type -> sandbox.v1.DestroySandboxResponse
+	21, // 54: sandbox.v1.SandboxService.Exec:output_type -> sandbox.v1.ExecEvent
+	24, // 55: sandbox.v1.SandboxService.Upload:output_type -> sandbox.v1.UploadResponse
+	27, // 56: sandbox.v1.SandboxService.Download:output_type -> sandbox.v1.DownloadResponse
+	34, // 57: sandbox.v1.SandboxService.ListPools:output_type -> sandbox.v1.ListPoolsResponse
+	6,  // 58: sandbox.v1.SandboxService.PauseSandbox:output_type -> sandbox.v1.Sandbox
+	6,  // 59: sandbox.v1.SandboxService.ResumeSandbox:output_type -> sandbox.v1.Sandbox
+	29, // 60: sandbox.v1.SandboxService.EditFile:output_type -> sandbox.v1.EditFileResponse
+	32, // 61: sandbox.v1.SandboxService.ListFiles:output_type -> sandbox.v1.ListFilesResponse
+	6,  // 62: sandbox.v1.SandboxService.UpdateSandboxEgress:output_type -> sandbox.v1.Sandbox
+	50, // [50:63] is the sub-list for method output_type
+	37, // [37:50] is the sub-list for method input_type
 	37, // [37:37] is the sub-list for extension type_name
 	37, // [37:37] is the sub-list for extension extendee
 	0,  // [0:37] is the sub-list for field type_name
@@ -3237,7 +3355,7 @@ func file_sandbox_v1_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sandbox_v1_sandbox_proto_rawDesc), len(file_sandbox_v1_sandbox_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

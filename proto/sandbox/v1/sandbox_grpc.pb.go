@@ -22,18 +22,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SandboxService_CreateSandbox_FullMethodName  = "/sandbox.v1.SandboxService/CreateSandbox"
-	SandboxService_GetSandbox_FullMethodName     = "/sandbox.v1.SandboxService/GetSandbox"
-	SandboxService_ListSandboxes_FullMethodName  = "/sandbox.v1.SandboxService/ListSandboxes"
-	SandboxService_DestroySandbox_FullMethodName = "/sandbox.v1.SandboxService/DestroySandbox"
-	SandboxService_Exec_FullMethodName           = "/sandbox.v1.SandboxService/Exec"
-	SandboxService_Upload_FullMethodName         = "/sandbox.v1.SandboxService/Upload"
-	SandboxService_Download_FullMethodName       = "/sandbox.v1.SandboxService/Download"
-	SandboxService_ListPools_FullMethodName      = "/sandbox.v1.SandboxService/ListPools"
-	SandboxService_PauseSandbox_FullMethodName   = "/sandbox.v1.SandboxService/PauseSandbox"
-	SandboxService_ResumeSandbox_FullMethodName  = "/sandbox.v1.SandboxService/ResumeSandbox"
-	SandboxService_EditFile_FullMethodName       = "/sandbox.v1.SandboxService/EditFile"
-	SandboxService_ListFiles_FullMethodName      = "/sandbox.v1.SandboxService/ListFiles"
+	SandboxService_CreateSandbox_FullMethodName       = "/sandbox.v1.SandboxService/CreateSandbox"
+	SandboxService_GetSandbox_FullMethodName          = "/sandbox.v1.SandboxService/GetSandbox"
+	SandboxService_ListSandboxes_FullMethodName       = "/sandbox.v1.SandboxService/ListSandboxes"
+	SandboxService_DestroySandbox_FullMethodName      = "/sandbox.v1.SandboxService/DestroySandbox"
+	SandboxService_Exec_FullMethodName                = "/sandbox.v1.SandboxService/Exec"
+	SandboxService_Upload_FullMethodName              = "/sandbox.v1.SandboxService/Upload"
+	SandboxService_Download_FullMethodName            = "/sandbox.v1.SandboxService/Download"
+	SandboxService_ListPools_FullMethodName           = "/sandbox.v1.SandboxService/ListPools"
+	SandboxService_PauseSandbox_FullMethodName        = "/sandbox.v1.SandboxService/PauseSandbox"
+	SandboxService_ResumeSandbox_FullMethodName       = "/sandbox.v1.SandboxService/ResumeSandbox"
+	SandboxService_EditFile_FullMethodName            = "/sandbox.v1.SandboxService/EditFile"
+	SandboxService_ListFiles_FullMethodName           = "/sandbox.v1.SandboxService/ListFiles"
+	SandboxService_UpdateSandboxEgress_FullMethodName = "/sandbox.v1.SandboxService/UpdateSandboxEgress"
 )
 
 // SandboxServiceClient is the client API for SandboxService service.
@@ -79,6 +80,10 @@ type SandboxServiceClient interface {
 	EditFile(ctx context.Context, in *EditFileRequest, opts ...grpc.CallOption) (*EditFileResponse, error)
 	// ListFiles lists a directory of a sandbox, down to a depth, bounded.
 	ListFiles(ctx context.Context, in *ListFilesRequest, opts ...grpc.CallOption) (*ListFilesResponse, error)
+	// UpdateSandboxEgress replaces a running sandbox's egress allowlist. The
+	// new list must lie within its template's (InvalidArgument otherwise); it
+	// applies to connections opened from then on.
+	UpdateSandboxEgress(ctx context.Context, in *UpdateSandboxEgressRequest, opts ...grpc.CallOption) (*Sandbox, error)
 }
 
 type sandboxServiceClient struct {
@@ -230,6 +235,16 @@ func (c *sandboxServiceClient) ListFiles(ctx context.Context, in *ListFilesReque
 	return out, nil
 }
 
+func (c *sandboxServiceClient) UpdateSandboxEgress(ctx context.Context, in *UpdateSandboxEgressRequest, opts ...grpc.CallOption) (*Sandbox, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Sandbox)
+	err := c.cc.Invoke(ctx, SandboxService_UpdateSandboxEgress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SandboxServiceServer is the server API for SandboxService service.
 // All implementations must embed UnimplementedSandboxServiceServer
 // for forward compatibility.
@@ -273,6 +288,10 @@ type SandboxServiceServer interface {
 	EditFile(context.Context, *EditFileRequest) (*EditFileResponse, error)
 	// ListFiles lists a directory of a sandbox, down to a depth, bounded.
 	ListFiles(context.Context, *ListFilesRequest) (*ListFilesResponse, error)
+	// UpdateSandboxEgress replaces a running sandbox's egress allowlist. The
+	// new list must lie within its template's (InvalidArgument otherwise); it
+	// applies to connections opened from then on.
+	UpdateSandboxEgress(context.Context, *UpdateSandboxEgressRequest) (*Sandbox, error)
 	mustEmbedUnimplementedSandboxServiceServer()
 }
 
@@ -318,6 +337,9 @@ func (UnimplementedSandboxServiceServer) EditFile(context.Context, *EditFileRequ
 }
 func (UnimplementedSandboxServiceServer) ListFiles(context.Context, *ListFilesRequest) (*ListFilesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFiles not implemented")
+}
+func (UnimplementedSandboxServiceServer) UpdateSandboxEgress(context.Context, *UpdateSandboxEgressRequest) (*Sandbox, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateSandboxEgress not implemented")
 }
 func (UnimplementedSandboxServiceServer) mustEmbedUnimplementedSandboxServiceServer() {}
 func (UnimplementedSandboxServiceServer) testEmbeddedByValue()                        {}
@@ -531,6 +553,24 @@ func _SandboxService_ListFiles_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SandboxService_UpdateSandboxEgress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateSandboxEgressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxServiceServer).UpdateSandboxEgress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SandboxService_UpdateSandboxEgress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxServiceServer).UpdateSandboxEgress(ctx, req.(*UpdateSandboxEgressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SandboxService_ServiceDesc is the grpc.ServiceDesc for SandboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -573,6 +613,10 @@ var SandboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListFiles",
 			Handler:    _SandboxService_ListFiles_Handler,
+		},
+		{
+			MethodName: "UpdateSandboxEgress",
+			Handler:    _SandboxService_UpdateSandboxEgress_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
