@@ -15,7 +15,7 @@ LDFLAGS := -X main.defaultRunsc=$(RUNSC_PATH) -X main.defaultRootfs=$(ROOTFS_PAT
 # Extra flags for `make run`, e.g. make run ARGS='--policy policy/examples/grader.yaml'.
 ARGS ?=
 
-.PHONY: help build runsc rootfs proto proto-check lint unit test bench soak run clean
+.PHONY: help build runsc rootfs proto proto-check lint unit test test-deps bench soak run clean
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -52,9 +52,12 @@ lint: ## gofmt and go vet.
 unit: ## Unit tests only (no root, no runsc).
 	go test -race ./...
 
-test: runsc rootfs lint proto-check ## Everything: lint, generated code, unit and end-to-end tests (root).
+test: runsc rootfs lint proto-check test-deps ## Everything: lint, generated code, unit and end-to-end tests (root).
 	SANDBOXD_E2E=1 SANDBOXD_RUNSC=$(RUNSC_PATH) SANDBOXD_ROOTFS=$(ROOTFS_PATH) \
 		go test -race -count=1 -timeout 30m ./...
+
+test-deps: ## Install the Debian packages the tests run when missing: node, npm, nginx (root).
+	@scripts/install-test-deps.sh
 
 bench: runsc rootfs ## Go benchmarks: create->first Exec (pool hit, cold) and Exec round trip, p50/p95/p99 (root).
 	SANDBOXD_E2E=1 SANDBOXD_RUNSC=$(RUNSC_PATH) SANDBOXD_ROOTFS=$(ROOTFS_PATH) \

@@ -28,6 +28,9 @@ func main() {
 	if len(args) > 0 && args[0] == "hash-token" {
 		os.Exit(hashToken(args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
+	if len(args) > 0 && args[0] == healthSubcommand {
+		os.Exit(healthCheck(args[1:], os.Stdout, os.Stderr))
+	}
 	if len(args) > 0 && args[0] == holder.Subcommand {
 		os.Exit(holder.Main(args[1:]))
 	}

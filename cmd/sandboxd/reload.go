@@ -58,7 +58,7 @@ func (r *reloader) run(ctx context.Context) {
 		case <-hup:
 			r.reload("SIGHUP")
 		case ev := <-events:
-			if filepath.Clean(ev.Name) == r.path && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+			if r.concerns(ev.Name) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				debounce = time.After(reloadDebounce)
 			}
 		case <-debounce:
@@ -66,6 +66,19 @@ func (r *reloader) run(ctx context.Context) {
 			r.reload("file changed")
 		}
 	}
+}
+
+// kubeDataLink is the symlink through which Kubernetes serves a mounted
+// ConfigMap or Secret: an update writes a new directory and renames a new
+// ..data link over the old one, so the policy file's own name sees no
+// event.
+const kubeDataLink = "..data"
+
+// concerns reports whether a change to the directory entry name may have
+// changed the policy file.
+func (r *reloader) concerns(name string) bool {
+	name = filepath.Clean(name)
+	return name == r.path || (filepath.Dir(name) == filepath.Dir(r.path) && filepath.Base(name) == kubeDataLink)
 }
 
 func (r *reloader) reload(why string) {

@@ -87,16 +87,23 @@ func newManagerV1(parent string) (*Manager, error) {
 
 func newManagerV2(parent string) (*Manager, error) {
 	m := &Manager{parent: parent, v2: true, root: unifiedMount}
-	// Enables the controllers in every ancestor's subtree_control.
-	if _, err := cgroup2.NewManager(m.root, m.path(), &cgroup2.Resources{
-		CPU: &cgroup2.CPU{}, Memory: &cgroup2.Memory{}, Pids: &cgroup2.Pids{},
-	}); err != nil {
-		return nil, fmt.Errorf("creating cgroup %s: %w", m.path(), err)
-	}
 	dir := filepath.Join(m.root, m.path())
 	enable := "+" + strings.Join(requiredV2, " +")
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(enable), 0); err != nil {
-		return nil, fmt.Errorf("enabling %s in cgroup %s: %w", enable, m.path(), err)
+	// In a container the daemon's cgroup may be an ancestor of the parent
+	// (leaf.go): its processes move to a leaf first.
+	if err := enableInLeaf(m.root, m.path(), func() error {
+		// Enables the controllers in every ancestor's subtree_control.
+		if _, err := cgroup2.NewManager(m.root, m.path(), &cgroup2.Resources{
+			CPU: &cgroup2.CPU{}, Memory: &cgroup2.Memory{}, Pids: &cgroup2.Pids{},
+		}); err != nil {
+			return fmt.Errorf("creating cgroup %s: %w", m.path(), err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(enable), 0); err != nil {
+			return fmt.Errorf("enabling %s in cgroup %s: %w", enable, m.path(), err)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	m.swap = exists(filepath.Join(dir, "memory.swap.max"))
 	return m, nil

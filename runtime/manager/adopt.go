@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/runtime/holder"
-	"github.com/sandboxd/sandboxd/runtime/sandbox"
 	"github.com/sandboxd/sandboxd/runtime/identifiers"
+	"github.com/sandboxd/sandboxd/runtime/sandbox"
 	"github.com/sandboxd/sandboxd/runtime/snapshot"
 )
 

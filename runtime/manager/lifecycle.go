@@ -5,7 +5,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-
 )
 
 // Get describes one sandbox of the tenant of ctx.
