@@ -53,9 +53,11 @@ func (c *Client) CreateSandbox(ctx context.Context, in *sandboxv1.CreateSandboxR
 }
 
 // placement orders nodes for a create of template: the better of two
-// random nodes by idle sandboxes of the template (power of two choices),
-// then the other, then the rest at random. A node whose pools could not be
-// read within probeTimeout loses to one that answered.
+// random nodes (power of two choices), then the other, then the rest at
+// random. Better is more idle sandboxes of the template, then, on a tie
+// (both pools empty, or both full), fewer of its sandboxes in use. A node
+// whose pools could not be read within probeTimeout loses to one that
+// answered.
 func (c *Client) placement(ctx context.Context, nodes []string, template string) []string {
 	order := slices.Clone(nodes)
 	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
@@ -64,43 +66,53 @@ func (c *Client) placement(ctx context.Context, nodes []string, template string)
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	var idle [2]int
-	done := make(chan struct{}, 2)
-	for i := range idle {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			idle[i] = -1
+	var loads [2]load
+	var wg sync.WaitGroup
+	for i := range loads {
+		wg.Go(func() {
+			loads[i] = load{idle: -1}
 			api, pctx, err := c.to(pctx, order[i], "")
 			if err != nil {
 				return
 			}
-			resp, err := api.ListPools(pctx, &sandboxv1.ListPoolsRequest{})
-			if err != nil {
-				return
+			if resp, err := api.ListPools(pctx, &sandboxv1.ListPoolsRequest{}); err == nil {
+				loads[i] = loadOf(resp, template)
 			}
-			idle[i] = idleOf(resp, template)
-		}()
+		})
 	}
-	<-done
-	<-done
-	if idle[1] > idle[0] || (idle[1] == idle[0] && rand.IntN(2) == 1) {
+	wg.Wait()
+	if loads[1].better(loads[0]) {
 		order[0], order[1] = order[1], order[0]
 	}
 	return order
 }
 
-// idleOf returns the idle sandboxes of template ("" for the default) in a
-// node's pools.
-func idleOf(resp *sandboxv1.ListPoolsResponse, template string) int {
+// load is what placement compares of a node: its pool of the template.
+type load struct {
+	idle  int // -1: unknown (the node did not answer)
+	inUse int
+}
+
+// better reports whether l should get a create before o.
+func (l load) better(o load) bool {
+	if l.idle != o.idle {
+		return l.idle > o.idle
+	}
+	return l.inUse < o.inUse
+}
+
+// loadOf returns the pool of template ("" for the default) in a node's
+// pools; a template without a pool there has no idle sandboxes.
+func loadOf(resp *sandboxv1.ListPoolsResponse, template string) load {
 	if template == "" {
 		template = resp.GetDefaultTemplate()
 	}
 	for _, p := range resp.GetPools() {
 		if p.GetTemplate() == template {
-			return int(p.GetIdle())
+			return load{idle: int(p.GetIdle()), inUse: int(p.GetInUse())}
 		}
 	}
-	return 0
+	return load{}
 }
 
 // GetSandbox asks the sandbox's node.

@@ -79,7 +79,7 @@ func (n *fakeNode) CreateSandbox(ctx context.Context, _ *sandboxv1.CreateSandbox
 func (n *fakeNode) ListPools(ctx context.Context, _ *sandboxv1.ListPoolsRequest) (*sandboxv1.ListPoolsResponse, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return &sandboxv1.ListPoolsResponse{DefaultTemplate: "python", Pools: []*sandboxv1.Pool{{Template: "python", Idle: n.idle, Node: n.addr}}}, nil
+	return &sandboxv1.ListPoolsResponse{DefaultTemplate: "python", Pools: []*sandboxv1.Pool{{Template: "python", Idle: n.idle, InUse: int32(len(n.own)), Node: n.addr}}}, nil
 }
 
 func (n *fakeNode) GetSandbox(ctx context.Context, req *sandboxv1.GetSandboxRequest) (*sandboxv1.Sandbox, error) {
@@ -174,7 +174,7 @@ func TestCreateSpreadsWhenPoolsAreEven(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		if n.created > 40 || n.created < 5 {
+		if n.created > 28 || n.created < 12 {
 			t.Errorf("node %s got %d of 60 creates", n.addr, n.created)
 		}
 	}
@@ -378,6 +378,25 @@ func TestParseAddressForms(t *testing.T) {
 	} {
 		if got := ParseAddress(tc.in); got != tc.want {
 			t.Errorf("ParseAddress(%q) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestLoadOrder checks what placement prefers: idle sandboxes first, then
+// fewer in use; a node that did not answer last.
+func TestLoadOrder(t *testing.T) {
+	for _, tc := range []struct {
+		a, b load
+		want bool
+	}{
+		{load{idle: 2}, load{idle: 1}, true},
+		{load{idle: 0, inUse: 1}, load{idle: 0, inUse: 5}, true},
+		{load{idle: 0, inUse: 5}, load{idle: 0, inUse: 1}, false},
+		{load{idle: 0, inUse: 9}, load{idle: -1}, true},
+		{load{idle: 1, inUse: 1}, load{idle: 1, inUse: 1}, false},
+	} {
+		if got := tc.a.better(tc.b); got != tc.want {
+			t.Errorf("%+v.better(%+v) = %v, want %v", tc.a, tc.b, got, tc.want)
 		}
 	}
 }

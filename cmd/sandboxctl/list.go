@@ -18,7 +18,8 @@ func listCommand() *command {
 	cmd := newCommand("list", "", "list sandboxes", `
 List prints the daemon's sandboxes, oldest first, as a table with the columns
 ID, TEMPLATE, STATE, AGE, EXPIRES IN and LABELS; with --json, as a JSON array
-of sandboxes. --label keeps only the sandboxes carrying all the given labels.`, 0, 0)
+of sandboxes. On a cluster (daemons with --node-address) it asks every node
+and a NODE column comes last. --label keeps only the sandboxes carrying all the given labels.`, 0, 0)
 	selector := keyValues{}
 	cmd.flags.Var(selector, "label", "only sandboxes with label `KEY=VALUE` (repeatable; all must match)")
 	asJSON := cmd.flags.Bool("json", false, "print a JSON array of sandboxes")
@@ -48,7 +49,12 @@ of sandboxes. --label keeps only the sandboxes carrying all the given labels.`, 
 		}
 		now := time.Now()
 		tw := newTable(c.stdout)
-		fmt.Fprintln(tw, "ID\tTEMPLATE\tSTATE\tAGE\tEXPIRES IN\tLABELS")
+		nodes := slices.ContainsFunc(sbs, func(sb *sandboxv1.Sandbox) bool { return sb.GetNode() != "" })
+		fmt.Fprint(tw, "ID\tTEMPLATE\tSTATE\tAGE\tEXPIRES IN\tLABELS")
+		if nodes {
+			fmt.Fprint(tw, "\tNODE")
+		}
+		fmt.Fprintln(tw)
 		for _, sb := range sbs {
 			age, expires := "-", "-"
 			if sb.GetCreatedAt() != nil {
@@ -57,8 +63,12 @@ of sandboxes. --label keeps only the sandboxes carrying all the given labels.`, 
 			if sb.GetExpiresAt() != nil {
 				expires = strings.TrimPrefix(expiresIn(now, sb.GetExpiresAt().AsTime()), "in ")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sb.GetSandboxId(), cmp.Or(sb.GetTemplate(), "-"),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s", sb.GetSandboxId(), cmp.Or(sb.GetTemplate(), "-"),
 				stateName(sb.GetState()), age, expires, formatLabels(sb.GetLabels()))
+			if nodes {
+				fmt.Fprintf(tw, "\t%s", cmp.Or(sb.GetNode(), "-"))
+			}
+			fmt.Fprintln(tw)
 		}
 		return tw.Flush()
 	}

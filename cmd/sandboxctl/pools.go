@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -17,7 +19,8 @@ Pools prints one row per warm pool of the policy in force: TEMPLATE, IDLE
 (ready to hand out), IN USE, BOOTING, TARGET (idle kept ready), MAX (total
 for the template), HITS and MISSES (CreateSandbox calls served from the pool
 or booted for the request), FAILURES (failed boots, idle sandboxes that died)
-and LAST ERROR; with --json, a JSON array of pools.`, 0, 0)
+and LAST ERROR; on a cluster (daemons with --node-address) a NODE column
+first, one row per pool and node; with --json, a JSON array of pools.`, 0, 0)
 	asJSON := cmd.flags.Bool("json", false, "print a JSON array of pools")
 
 	cmd.run = func(ctx context.Context, c *cli, _ []string) error {
@@ -37,6 +40,10 @@ and LAST ERROR; with --json, a JSON array of pools.`, 0, 0)
 			return writeJSON(c.stdout, true, msgs...)
 		}
 		tw := newTable(c.stdout)
+		nodes := slices.ContainsFunc(resp.GetPools(), func(p *sandboxv1.Pool) bool { return p.GetNode() != "" })
+		if nodes {
+			fmt.Fprint(tw, "NODE\t")
+		}
 		fmt.Fprintln(tw, "TEMPLATE\tIDLE\tIN USE\tBOOTING\tTARGET\tMAX\tHITS\tMISSES\tFAILURES\tSNAPSHOT\tLAST ERROR")
 		for _, p := range resp.GetPools() {
 			lastErr := p.GetLastError()
@@ -45,6 +52,9 @@ and LAST ERROR; with --json, a JSON array of pools.`, 0, 0)
 			}
 			if lastErr == "" {
 				lastErr = "-"
+			}
+			if nodes {
+				fmt.Fprintf(tw, "%s\t", cmp.Or(p.GetNode(), "-"))
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.GetTemplate(), p.GetIdle(), p.GetInUse(),
 				p.GetBooting(), p.GetTargetIdle(), p.GetMaxTotal(), p.GetHits(), p.GetMisses(), p.GetFailures(),

@@ -33,7 +33,15 @@ import (
 func clusterPolicy(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "cluster.yaml")
-	body := fmt.Sprintf(`host:
+	if err := os.WriteFile(p, []byte(clusterPolicyText()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// clusterPolicyText is clusterPolicy's content.
+func clusterPolicyText() string {
+	return fmt.Sprintf(`host:
   max_sandboxes: 16
 tenants:
   team-a:
@@ -48,10 +56,6 @@ pools:
     max_total: 14
     max_booting: 2
 `, tokenHash(tokenA), tokenHash(tokenB))
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // node is one daemon of the test cluster, with its TCP address (also its
@@ -63,7 +67,7 @@ type node struct {
 	opts  daemonOpts
 }
 
-func startNode(t *testing.T, policy string, dir string, i int) *node {
+func startNode(t testing.TB, policy string, dir string, i int) *node {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	n := &node{addr: addr, audit: filepath.Join(dir, fmt.Sprintf("audit-%d.log", i))}
 	n.opts = daemonOpts{policy: policy, stateDir: filepath.Join(dir, fmt.Sprintf("state-%d", i)),
@@ -74,7 +78,7 @@ func startNode(t *testing.T, policy string, dir string, i int) *node {
 
 // startNginx runs nginx with deploy/nginx/nginx.conf (on a free port) and
 // the node allow-list nodes.sh writes, and returns its address.
-func startNginx(t *testing.T, nodes []string) string {
+func startNginx(t testing.TB, nodes []string) string {
 	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
@@ -276,6 +280,38 @@ func TestClusterOfThreeNodes(t *testing.T) {
 		}
 	}
 
+	// sandboxctl takes the cluster as repeated --addr, directly or through
+	// the proxy: a list across nodes with a NODE column, and an exec routed
+	// by the ID.
+	ctl := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(ctlBinary(t), args...)
+		cmd.Env = append(os.Environ(), "SANDBOXD_TOKEN="+tokenA)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("sandboxctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	var addrFlags []string
+	for _, a := range addrs {
+		addrFlags = append(addrFlags, "--addr", a)
+	}
+	for _, via := range [][]string{nil, {"--proxy", proxy}} {
+		out := ctl(append(append(slices.Clone(addrFlags), via...), "list")...)
+		if !strings.Contains(out, "NODE") {
+			t.Errorf("sandboxctl list on a cluster has no NODE column:\n%s", out)
+		}
+		for _, a := range addrs {
+			if !strings.Contains(out, keep[a]) || !strings.Contains(out, a) {
+				t.Errorf("sandboxctl list %v does not show %s on %s:\n%s", via, keep[a], a, out)
+			}
+		}
+		if out := ctl(append(append(slices.Clone(addrFlags), via...), "exec", keep[addrs[2]], "print(6*7)")...); out != "42\n" {
+			t.Errorf("sandboxctl exec %v = %q, want 42", via, out)
+		}
+	}
+
 	// Metadata and body must agree.
 	raw, err := grpc.NewClient("passthrough:///"+addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -411,7 +447,7 @@ func TestClusterOfThreeNodes(t *testing.T) {
 }
 
 // callsPerExercise is how many audited calls exerciseSandbox makes.
-const callsPerExercise = 7
+const callsPerExercise = 7 // Get, Exec, Upload, Download, EditFile, ListFiles, Exec
 
 // exerciseSandbox makes every kind of per-sandbox call on id through cl:
 // Get, Exec, Upload, Download, EditFile, ListFiles and Exec again.
