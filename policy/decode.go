@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sandboxd/sandboxd/runtime/egress"
 )
 
 // decoder turns the YAML node tree of a policy into a Policy with defaults
@@ -133,6 +135,11 @@ func (d *decoder) template(n *yaml.Node, path string, t *Template) {
 			d.str(v, path, &s)
 			t.Network = NetworkMode(s)
 		}},
+		{"egress", func(v *yaml.Node, path string) {
+			d.mapping(v, path, []field{
+				{"allow", func(v *yaml.Node, path string) { d.egressAllow(v, path, &t.Egress.Allow) }},
+			})
+		}},
 		{"limits", func(v *yaml.Node, path string) { d.limits(v, path, &t.Limits) }},
 		{"exec_timeout", func(v *yaml.Node, path string) {
 			d.mapping(v, path, []field{
@@ -182,6 +189,24 @@ func (d *decoder) limits(n *yaml.Node, path string, l *Limits) {
 				{"bytes", func(v *yaml.Node, path string) { d.size(v, path, &l.Images.Bytes) }},
 			})
 		}},
+		{"egress_bytes", func(v *yaml.Node, path string) { d.size(v, path, &l.EgressBytes) }},
+		{"egress_connections", func(v *yaml.Node, path string) { d.integer(v, path, &l.EgressConnections) }},
+	})
+}
+
+// egressAllow decodes a list of egress entries, parsing each with
+// egress.ParseRule; an entry that does not parse is reported at its own
+// path and kept as a zero Rule, so that indices match the file.
+func (d *decoder) egressAllow(n *yaml.Node, path string, out *egress.List) {
+	d.list(n, path, func(v *yaml.Node, sub string) {
+		var r egress.Rule
+		if s, ok := d.scalar(v, sub, "an egress entry such as pypi.org, \"*.example.com:443\" or 10.0.0.0/8"); ok {
+			var err error
+			if r, err = egress.ParseRule(s); err != nil {
+				d.p.fail(posOfNode(v), sub, err)
+			}
+		}
+		*out = append(*out, r)
 	})
 }
 

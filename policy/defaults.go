@@ -18,8 +18,8 @@ const (
 	// --socket flag overrides it.
 	DefaultSocket = "/run/sandboxd/sandboxd.sock"
 
-	// DefaultNetwork is NetworkNone: sandboxed code is untrusted, and the
-	// only mode supported now gives it no network.
+	// DefaultNetwork is NetworkNone: sandboxed code is untrusted, so a
+	// template reaches the network only when it says where to.
 	DefaultNetwork = NetworkNone
 
 	// DefaultCPU is one core: plenty for single-threaded Python, and it
@@ -88,6 +88,17 @@ const (
 	// read many times over, but one sandbox cannot stream data out through
 	// the daemon without end.
 	DefaultDownloadTotal int64 = 16 << 30
+
+	// DefaultEgressBytes caps a sandbox's egress at 1Gi over its life, both
+	// directions: a pip install of the scientific stack (~300 MiB) or a
+	// few datasets fit, while a sandbox cannot serve as a bulk transfer
+	// proxy or flood a network for long.
+	DefaultEgressBytes int64 = 1 << 30
+
+	// DefaultEgressConnections allows 64 egress connections open at once:
+	// pip and HTTP clients open a dozen or two in parallel, and the cap
+	// keeps one sandbox from using up the daemon's sockets.
+	DefaultEgressConnections = 64
 
 	// DefaultExecTimeout is 60s: most snippets finish in seconds, and a
 	// minute catches an accidental infinite loop without waiting long.
@@ -165,6 +176,12 @@ const (
 	MinOpenFiles = 64
 	// MaxOpenFiles is the largest limits.open_files accepted.
 	MaxOpenFiles = 1048576
+	// MaxEgressConnections is the largest limits.egress_connections
+	// accepted: each open connection holds a host socket, a stream to the
+	// agent and two goroutines in the daemon, and 1024 for each of
+	// host.max_sandboxes sandboxes stays well within the daemon's file
+	// descriptor limit.
+	MaxEgressConnections = 1024
 )
 
 // DefaultSnapshot: templates are restored from a snapshot of a warmed
@@ -191,6 +208,9 @@ func newTemplate(name string) *Template {
 			Processes:     DefaultProcesses,
 			OpenFiles:     DefaultOpenFiles,
 			Images:        ImageLimits{Count: DefaultImages, Bytes: DefaultImageBytes},
+
+			EgressBytes:       DefaultEgressBytes,
+			EgressConnections: DefaultEgressConnections,
 		},
 		ExecTimeout: ExecTimeout{Default: DefaultExecTimeout, Max: DefaultMaxExecTimeout},
 		Lifetime:    DefaultLifetime,

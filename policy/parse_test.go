@@ -2,12 +2,15 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandboxd/sandboxd/runtime/egress"
 )
 
 // TestDefaultsApplied guarantees that a policy naming only a template gets
@@ -32,6 +35,7 @@ func TestDefaultsApplied(t *testing.T) {
 					CPU: 1, Memory: 1 << 30, Disk: 512 << 20, FileSize: 1 << 30, Output: 16 << 20,
 					UploadFile: 1 << 30, UploadTotal: 4 << 30, Processes: 256, OpenFiles: 1024,
 					DownloadFile: 1 << 30, DownloadTotal: 16 << 30, Images: ImageLimits{Count: 8, Bytes: 8 << 20},
+					EgressBytes: 1 << 30, EgressConnections: 64,
 				},
 				ExecTimeout: ExecTimeout{Default: 60 * time.Second, Max: 10 * time.Minute},
 				Lifetime:    30 * 24 * time.Hour,
@@ -96,6 +100,8 @@ templates:
       download_total: 32Gi
       python_address_space: 6Gi
       images: {count: 3, bytes: 1Mi}
+      egress_bytes: 2Gi
+      egress_connections: 8
     exec_timeout:
       default: 5m
       max: 1h
@@ -134,7 +140,8 @@ pools:
 	}
 	big := p.Templates["big"]
 	wantLimits := Limits{CPU: 4, Memory: 8 << 30, Processes: 1024, Disk: 10e9, OpenFiles: 65536, FileSize: 2 << 30, Output: 64 << 20, UploadFile: 3 << 29, UploadTotal: 16 << 30,
-		DownloadFile: 2 << 30, DownloadTotal: 32 << 30, PythonAddressSpace: 6 << 30, Images: ImageLimits{Count: 3, Bytes: 1 << 20}}
+		DownloadFile: 2 << 30, DownloadTotal: 32 << 30, PythonAddressSpace: 6 << 30, Images: ImageLimits{Count: 3, Bytes: 1 << 20},
+		EgressBytes: 2 << 30, EgressConnections: 8}
 	if big.Limits != wantLimits {
 		t.Errorf("big limits = %+v, want %+v", big.Limits, wantLimits)
 	}
@@ -298,5 +305,59 @@ tenants:
 	}
 	if got := p.TenantNames(); !reflect.DeepEqual(got, []string{"local", "team-a"}) {
 		t.Fatalf("TenantNames = %v", got)
+	}
+}
+
+// TestEgressParsed guarantees that a template's egress list reaches the
+// Policy parsed, in file order and canonical form (entries that start
+// with * or [ quoted, as YAML requires), that egress limits take their
+// defaults or the values written, and that a tenant's egress limits stay
+// zero unless set.
+func TestEgressParsed(t *testing.T) {
+	p := mustParse(t, `default_template: web
+templates:
+  web:
+    network: allowlist
+    egress:
+      allow:
+        - PyPI.org
+        - "*.pythonhosted.org:443"
+        - 10.20.0.0/16:5432
+        - "[fd00::/8]:443,8443"
+    limits:
+      egress_connections: 16
+  offline: {}
+tenants:
+  a:
+    tokens: [`+strings.Repeat("ab", 32)+`]
+    limits: {egress_bytes: 100Mi}
+`)
+	web := p.Templates["web"]
+	want := []string{"pypi.org", "*.pythonhosted.org:443", "10.20.0.0/16:5432", "[fd00::/8]:443,8443"}
+	if got := web.Egress.Allow.Strings(); web.Network != NetworkAllowlist || !reflect.DeepEqual(got, want) {
+		t.Errorf("web: network %q, egress.allow %q; want allowlist, %q", web.Network, got, want)
+	}
+	if web.Limits.EgressBytes != DefaultEgressBytes || web.Limits.EgressConnections != 16 {
+		t.Errorf("web egress limits %d bytes, %d connections; want %d, 16", web.Limits.EgressBytes, web.Limits.EgressConnections, DefaultEgressBytes)
+	}
+	if off := p.Templates["offline"]; off.Network != NetworkNone || off.Egress.Allow != nil {
+		t.Errorf("offline: network %q, egress.allow %v; want none and no list", off.Network, off.Egress.Allow)
+	}
+	if l := p.Tenants["a"].Limits; l.EgressBytes != 100<<20 || l.EgressConnections != 0 {
+		t.Errorf("tenant egress limits %+v, want 100Mi bytes and connections unset", l)
+	}
+}
+
+// TestEgressListBounded guarantees that a template lists at most
+// egress.MaxRules destinations.
+func TestEgressListBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(py + "    network: allowlist\n    egress:\n      allow:\n")
+	for i := 0; i <= egress.MaxRules; i++ {
+		fmt.Fprintf(&b, "        - h%d.example.com\n", i)
+	}
+	errs := parseErrors(t, b.String())
+	if _, ok := findError(errs, "templates.python.egress.allow", "more than the 256 allowed"); !ok || len(errs) != 1 {
+		t.Errorf("got %s, want one problem about the list's length", dump(errs))
 	}
 }

@@ -1,6 +1,10 @@
 package policy
 
-import "time"
+import (
+	"time"
+
+	"github.com/sandboxd/sandboxd/runtime/egress"
+)
 
 // Policy is a loaded and validated policy file. Every field has been given
 // its default where the file left it out, so users of a Policy never need to
@@ -103,9 +107,17 @@ type Tenant struct {
 // NetworkMode says what network a sandbox of a template gets.
 type NetworkMode string
 
-// NetworkNone gives a sandbox no network interface but loopback. It is the
-// only mode supported now.
-const NetworkNone NetworkMode = "none"
+// The network modes.
+const (
+	// NetworkNone gives a sandbox no network interface but loopback, and
+	// no way out.
+	NetworkNone NetworkMode = "none"
+	// NetworkAllowlist gives a sandbox no network interface either, but an
+	// HTTP proxy on its loopback through which it reaches the destinations
+	// in Template.Egress.Allow: the daemon decides, resolves and dials each
+	// connection on the host.
+	NetworkAllowlist NetworkMode = "allowlist"
+)
 
 // DefaultRootfs is the Template.Rootfs value that means "the rootfs built by
 // rootfs/build.sh"; the daemon knows where that is. Any other value is an
@@ -119,8 +131,12 @@ type Template struct {
 	// Rootfs is DefaultRootfs or an absolute host path to a root file
 	// system. Load does not check that the path exists.
 	Rootfs string
-	// Network is the sandbox's network mode; always NetworkNone for now.
+	// Network is the sandbox's network mode: NetworkNone or
+	// NetworkAllowlist.
 	Network NetworkMode
+	// Egress says where a sandbox may connect to; its list is empty with
+	// NetworkNone and not empty with NetworkAllowlist.
+	Egress Egress
 	// Limits are the resource limits of each sandbox.
 	Limits Limits
 	// ExecTimeout bounds how long one Exec may run.
@@ -142,6 +158,15 @@ type Template struct {
 	// template and restore pool refills and misses from that image instead
 	// of booting them.
 	Snapshot bool
+}
+
+// Egress is what a template's sandboxes may reach through the daemon.
+type Egress struct {
+	// Allow lists the destinations, in file order (see package
+	// runtime/egress for the entry syntax and the address rules). A
+	// CreateSandbox request or UpdateSandboxEgress may narrow it for one
+	// sandbox, never widen it. Nil when the file lists none.
+	Allow egress.List
 }
 
 // Limits are the resource limits of one sandbox. Sizes are in bytes.
@@ -178,6 +203,13 @@ type Limits struct {
 	PythonAddressSpace int64
 	// Images bounds the matplotlib figures one Python Exec returns.
 	Images ImageLimits
+	// EgressBytes caps the bytes a sandbox sends and receives through its
+	// egress proxy, both directions of all connections, over its life.
+	// Greater than 0.
+	EgressBytes int64
+	// EgressConnections caps the egress connections a sandbox has open at
+	// once. 1 to MaxEgressConnections.
+	EgressConnections int
 }
 
 // ImageLimits bounds the figures one Python Exec returns (ExecResult.images).

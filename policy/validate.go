@@ -5,9 +5,12 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/sandboxd/sandboxd/runtime/egress"
 )
 
 var (
@@ -120,9 +123,7 @@ func validateTemplate(t *Template, path string, p *problems) {
 	if at := path + ".rootfs"; p.ok(at) && t.Rootfs != DefaultRootfs && !filepath.IsAbs(t.Rootfs) {
 		p.add(at, "%q is not an absolute path: write %q for the rootfs built by rootfs/build.sh, or an absolute path such as /var/lib/sandboxd/rootfs", t.Rootfs, DefaultRootfs)
 	}
-	if at := path + ".network"; p.ok(at) && t.Network != NetworkNone {
-		p.add(at, "network %q is not supported yet: only %q is (sandboxes get no network); write none or leave the field out", t.Network, NetworkNone)
-	}
+	validateNetwork(t, path, p)
 	validateLimits(&t.Limits, path+".limits", p)
 
 	def, maxPath := path+".exec_timeout.default", path+".exec_timeout.max"
@@ -185,6 +186,45 @@ func validateTemplate(t *Template, path string, p *problems) {
 	}
 }
 
+// validateNetwork checks a template's network mode and egress list:
+// allowlist needs destinations, none takes none, and the list is bounded
+// and lists each destination once.
+func validateNetwork(t *Template, path string, p *problems) {
+	network, allow := path+".network", path+".egress.allow"
+	modes := []string{string(NetworkNone), string(NetworkAllowlist)}
+	if p.ok(network) && !slices.Contains(modes, string(t.Network)) {
+		p.add(network, "unknown network %q%s: write none (no network) or allowlist (only the destinations in egress.allow, through the daemon)",
+			t.Network, didYouMean(string(t.Network), modes))
+		return
+	}
+	listed := len(t.Egress.Allow) > 0
+	switch {
+	case !p.ok(network, path+".egress", allow):
+		return
+	case t.Network == NetworkAllowlist && !listed:
+		p.add(network, "network: allowlist needs destinations in egress.allow, e.g. `egress: {allow: [pypi.org, files.pythonhosted.org]}`; or write network: none")
+	case t.Network == NetworkNone && listed:
+		p.add(allow, "lists destinations, but network is %s%s, so none of them can be reached: set network: allowlist, or remove egress.allow",
+			NetworkNone, defaulted(p, network))
+	}
+	if n := len(t.Egress.Allow); n > egress.MaxRules {
+		p.add(allow, "has %d entries, more than the %d allowed: cover several hosts with *.domain or a CIDR", n, egress.MaxRules)
+	}
+	first := map[string]string{}
+	for i, r := range t.Egress.Allow {
+		at := indexPath(allow, i)
+		if !p.ok(at) {
+			continue
+		}
+		canon := r.String()
+		if prev, dup := first[canon]; dup {
+			p.add(at, "%q is listed twice (also at %s)", canon, prev)
+			continue
+		}
+		first[canon] = at
+	}
+}
+
 func validateLimits(l *Limits, path string, p *problems) {
 	at := func(name string) string { return path + "." + name }
 	if p.ok(at("cpu")) && (l.CPU < MinCPU || l.CPU > MaxCPU) {
@@ -201,7 +241,7 @@ func validateLimits(l *Limits, path string, p *problems) {
 		name string
 		v    int64
 	}{{"file_size", l.FileSize}, {"output", l.Output}, {"upload_file", l.UploadFile}, {"upload_total", l.UploadTotal},
-		{"download_file", l.DownloadFile}, {"download_total", l.DownloadTotal}} {
+		{"download_file", l.DownloadFile}, {"download_total", l.DownloadTotal}, {"egress_bytes", l.EgressBytes}} {
 		if p.ok(at(f.name)) && f.v <= 0 {
 			p.add(at(f.name), "must be greater than 0, got %s", Size(f.v))
 		}
@@ -213,6 +253,7 @@ func validateLimits(l *Limits, path string, p *problems) {
 	}
 	between("processes", l.Processes, MinProcesses, MaxProcesses)
 	between("open_files", l.OpenFiles, MinOpenFiles, MaxOpenFiles)
+	between("egress_connections", l.EgressConnections, 1, MaxEgressConnections)
 	if as := l.PythonAddressSpace; p.ok(at("python_address_space"), at("memory")) && as != 0 {
 		switch {
 		case as < MinPythonAddressSpace:
@@ -444,7 +485,8 @@ func validateTenantLimits(l *Limits, path string, p *problems) {
 	}{{"memory", l.Memory}, {"disk", l.Disk}, {"file_size", l.FileSize}, {"output", l.Output}, {"upload_file", l.UploadFile},
 		{"upload_total", l.UploadTotal}, {"download_file", l.DownloadFile}, {"download_total", l.DownloadTotal},
 		{"python_address_space", l.PythonAddressSpace}, {"images.bytes", l.Images.Bytes},
-		{"processes", int64(l.Processes)}, {"open_files", int64(l.OpenFiles)}, {"images.count", int64(l.Images.Count)}} {
+		{"processes", int64(l.Processes)}, {"open_files", int64(l.OpenFiles)}, {"images.count", int64(l.Images.Count)},
+		{"egress_bytes", l.EgressBytes}, {"egress_connections", int64(l.EgressConnections)}} {
 		if p.ok(at(f.name)) && f.v < 0 {
 			p.add(at(f.name), "must not be negative (0 or leaving it out keeps the template's), got %d", f.v)
 		}

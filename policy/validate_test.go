@@ -95,7 +95,26 @@ var ruleCases = []ruleCase{
 	{"template name too long", "templates:\n  " + strings.Repeat("a", 64) + ": {}\n", "templates." + strings.Repeat("a", 64), 2, "1 to 63"},
 	{"relative rootfs", py + "    rootfs: rootfs/out\n", "templates.python.rootfs", 3, `"rootfs/out" is not an absolute path: write "default"`},
 	{"empty rootfs", py + "    rootfs: \"\"\n", "templates.python.rootfs", 3, "is not an absolute path"},
-	{"network host", py + "    network: host\n", "templates.python.network", 3, `network "host" is not supported yet: only "none" is`},
+	{"network host", py + "    network: host\n", "templates.python.network", 3, `unknown network "host": write none (no network) or allowlist`},
+	{"network typo", py + "    network: allowlst\n", "templates.python.network", 3, `unknown network "allowlst" (did you mean "allowlist"?)`},
+
+	// Egress.
+	{"allowlist without egress", py + "    network: allowlist\n", "templates.python.network", 3, "network: allowlist needs destinations in egress.allow"},
+	{"allowlist with an empty list", py + "    network: allowlist\n    egress:\n      allow: []\n", "templates.python.network", 3, "needs destinations"},
+	{"egress with network none", py + "    egress:\n      allow: [pypi.org]\n", "templates.python.egress.allow", 4, "network is none (the default), so none of them can be reached: set network: allowlist"},
+	{"egress entry with two wildcards", py + "    network: allowlist\n    egress:\n      allow:\n        - pypi.org\n        - \"*.*.example.com\"\n", "templates.python.egress.allow[1]", 7, `egress entry "*.*.example.com" has a '*' that is not a whole first label`},
+	{"egress entry bare address", py + "    network: allowlist\n    egress:\n      allow: [10.0.0.1]\n", "templates.python.egress.allow[0]", 5, "is an address, not a CIDR: write 10.0.0.1/32"},
+	{"egress entry bad port", py + "    network: allowlist\n    egress:\n      allow: [\"pypi.org:https\"]\n", "templates.python.egress.allow[0]", 5, `has port "https": a port is a number from 1 to 65535`},
+	{"egress entry twice", py + "    network: allowlist\n    egress:\n      allow: [pypi.org, \"PyPI.org.:80,443\"]\n", "templates.python.egress.allow[1]", 5, `"pypi.org" is listed twice (also at templates.python.egress.allow[0])`},
+	{"egress entry not a string", py + "    network: allowlist\n    egress:\n      allow: [{host: pypi.org}]\n", "templates.python.egress.allow[0]", 5, "must be an egress entry such as pypi.org"},
+	{"egress allow not a list", py + "    network: allowlist\n    egress:\n      allow: pypi.org\n", "templates.python.egress.allow", 5, "must be a list"},
+	{"unknown field in egress", py + "    network: allowlist\n    egress:\n      allow: [pypi.org]\n      alow: [x.org]\n", "templates.python.egress.alow", 6, `unknown field "alow" (did you mean "allow"?)`},
+	{"egress_bytes zero", py + "    limits:\n      egress_bytes: 0\n", "templates.python.limits.egress_bytes", 4, "must be greater than 0"},
+	{"egress_bytes bad size", py + "    limits:\n      egress_bytes: 1GB\n", "templates.python.limits.egress_bytes", 4, `unknown suffix "GB"`},
+	{"egress_connections zero", py + "    limits:\n      egress_connections: 0\n", "templates.python.limits.egress_connections", 4, "must be between 1 and 1024, got 0"},
+	{"egress_connections above the cap", py + "    limits:\n      egress_connections: 1025\n", "templates.python.limits.egress_connections", 4, "must be between 1 and 1024, got 1025"},
+	{"tenant negative egress_bytes", py + "tenants:\n  a:\n    tokens: [" + strings.Repeat("ab", 32) + "]\n    limits: {egress_bytes: -1}\n", "tenants.a.limits.egress_bytes", 6, "is negative"},
+	{"tenant negative egress_connections", py + "tenants:\n  a:\n    tokens: [" + strings.Repeat("ab", 32) + "]\n    limits: {egress_connections: -1}\n", "tenants.a.limits.egress_connections", 6, "must not be negative"},
 
 	// Environment and warm imports.
 	{"env key starting with a digit", py + "    env:\n      1BAD: x\n", "templates.python.env.1BAD", 4, `invalid variable name "1BAD"`},
@@ -273,5 +292,16 @@ func TestFieldErrorFormat(t *testing.T) {
 		if got := tc.e.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// TestEgressProblemsAtTheirEntries guarantees that each egress entry's
+// problem is reported at that entry's own index, also after an entry that
+// failed to parse.
+func TestEgressProblemsAtTheirEntries(t *testing.T) {
+	errs := parseErrors(t, py+"    network: allowlist\n    egress:\n      allow: [\"*x\", pypi.org, pypi.org]\n")
+	if len(errs) != 2 || errs[0].Path != "templates.python.egress.allow[0]" || errs[1].Path != "templates.python.egress.allow[2]" ||
+		!contains(errs[1].Msg, "also at templates.python.egress.allow[1]") {
+		t.Errorf("got %s, want the bad entry at [0] and the repeat at [2]", dump(errs))
 	}
 }

@@ -22,7 +22,21 @@ import (
 // work in progress.
 const quiesceMethod = "/agent.v1.AgentService/Quiesce"
 
-// busyCounter counts the RPCs in progress (Execs, file transfers, Pings).
+// idleStreams are the egress proxy's streams (egress.go), which are not
+// work in progress: EgressAccept stays open for as long as the sandbox has
+// egress, and an EgressRelay for as long as a client keeps its connection.
+// Counting them would refuse every Quiesce (no pause, no checkpoint) and
+// starve the spare bash's refill in a sandbox with egress. The daemon ends
+// them itself before it pauses a sandbox, cutting live relays rather than
+// waiting for them; and after a restore the daemon's next EgressAccept
+// replaces a proxy whose stream the old connection left behind.
+var idleStreams = map[string]bool{
+	agentv1.AgentService_EgressAccept_FullMethodName: true,
+	agentv1.AgentService_EgressRelay_FullMethodName:  true,
+}
+
+// busyCounter counts the RPCs in progress (Execs, file transfers, Pings),
+// the egress streams aside (idleStreams).
 type busyCounter struct{ n atomic.Int64 }
 
 func (b *busyCounter) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -35,6 +49,9 @@ func (b *busyCounter) unary(ctx context.Context, req any, info *grpc.UnaryServer
 }
 
 func (b *busyCounter) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if idleStreams[info.FullMethod] {
+		return h(srv, ss)
+	}
 	b.n.Add(1)
 	defer b.n.Add(-1)
 	return h(srv, ss)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	agentv1 "github.com/sandboxd/sandboxd/proto/agent/v1"
@@ -80,4 +81,35 @@ func TestQuiesceRefusedWhileBusy(t *testing.T) {
 	wantCode(t, err, codes.FailedPrecondition)
 	o := <-done
 	wantResult(t, o, sandboxv1.ExecStatus_EXEC_STATUS_OK, 0, false)
+}
+
+// TestEgressStreamsDoNotKeepTheAgentBusy guarantees that an open egress
+// proxy (EgressAccept, open for the sandbox's life) and a live tunnel
+// (EgressRelay) are not work in progress, so a sandbox with egress can
+// still be paused (Quiesce) and its spare bash refilled, while any other
+// stream, an Exec say, still counts.
+func TestEgressStreamsDoNotKeepTheAgentBusy(t *testing.T) {
+	b := &busyCounter{}
+	busyDuring := func(method string) int64 {
+		var n int64
+		err := b.stream(nil, nil, &grpc.StreamServerInfo{FullMethod: method}, func(any, grpc.ServerStream) error {
+			n = b.n.Load()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, m := range []string{agentv1.AgentService_EgressAccept_FullMethodName, agentv1.AgentService_EgressRelay_FullMethodName} {
+		if n := busyDuring(m); n != 0 {
+			t.Errorf("%s counts as %d requests in progress, want 0", m, n)
+		}
+	}
+	if n := busyDuring(agentv1.AgentService_Exec_FullMethodName); n != 1 {
+		t.Errorf("an Exec counts as %d requests in progress, want 1", n)
+	}
+	if n := b.n.Load(); n != 0 {
+		t.Errorf("%d requests in progress after every stream ended", n)
+	}
 }

@@ -49,6 +49,8 @@ type server struct {
 	spares *spares
 	// session is the persistent bash of LANGUAGE_BASH_SESSION Execs.
 	session *bashSessions
+	// egress is the egress proxy of EgressAccept and EgressRelay (egress.go).
+	egress egress
 }
 
 func newServer(workspace string, lis *stdioconn.Listener, log *slog.Logger) *server {

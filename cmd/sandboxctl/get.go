@@ -17,8 +17,9 @@ func getCommand() *command {
 	cmd := newCommand("get", "ID", "describe one sandbox", `
 Get prints one sandbox: its template, state (and why, when it is not
 RUNNING), when it was created, how it started (pool, restore or boot), when the daemon destroys it at the latest,
-its labels, the limits it runs with (its template's, lowered by create's
-limit flags) and, while it runs, its usage: the CPU time it has used since
+its labels, its egress allowlist when it has one (see "sandboxctl egress"),
+the limits it runs with (its template's, lowered by create's limit flags)
+and, while it runs, its usage: the CPU time it has used since
 it booted and the memory it uses now, as its host cgroup counts them. With
 --json it prints the sandbox as JSON.`, 1, 1)
 	asJSON := cmd.flags.Bool("json", false, "print the sandbox as JSON")
@@ -60,6 +61,9 @@ it booted and the memory it uses now, as its host cgroup counts them. With
 			fmt.Fprintf(tw, "Start:\t%s\n", strings.ToLower(strings.TrimPrefix(st.String(), "START_KIND_")))
 		}
 		fmt.Fprintf(tw, "Labels:\t%s\n", formatLabels(sb.GetLabels()))
+		if allow := sb.GetEgressAllow(); len(allow) > 0 {
+			fmt.Fprintf(tw, "Egress:\t%s\n", strings.Join(allow, ", "))
+		}
 		if sb.GetLimits() != nil {
 			writeLimits(tw, sb.GetLimits())
 		}

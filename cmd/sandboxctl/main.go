@@ -54,6 +54,7 @@ func commands() []*command {
 		pauseCommand(),
 		resumeCommand(),
 		getCommand(),
+		egressCommand(),
 		listCommand(),
 		poolsCommand(),
 		mcpCommand(),

@@ -15,6 +15,7 @@ import (
 
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 	"github.com/sandboxd/sandboxd/runtime/audit"
+	"github.com/sandboxd/sandboxd/runtime/manager"
 	"github.com/sandboxd/sandboxd/runtime/metrics"
 	"github.com/sandboxd/sandboxd/runtime/tenant"
 )
@@ -23,7 +24,8 @@ import (
 var apiPrefix = "/" + sandboxv1.SandboxService_ServiceDesc.ServiceName + "/"
 
 // Auditor records each call of the sandbox API: a line in the audit log,
-// when there is one, and the sandboxd_rpc_total counter. Health and
+// when there is one, and the sandboxd_rpc_total counter; and each egress
+// connection of a sandbox, as a line (Egress). Health and
 // reflection calls are neither logged nor counted: they carry no tenant,
 // touch no sandbox, and health checkers make them by the thousand.
 type Auditor struct {
@@ -48,6 +50,21 @@ func (a *Auditor) Close() error {
 		return nil
 	}
 	return a.log.Close()
+}
+
+// Egress writes the audit line of an egress connection of a sandbox; it
+// is not an API call, so it is not counted in sandboxd_rpc_total (the
+// manager counts it in sandboxd_egress_connections_total).
+func (a *Auditor) Egress(ev manager.EgressEvent) {
+	if a.log == nil {
+		return
+	}
+	r := audit.Record{
+		Time: ev.Time, Tenant: ev.Tenant, Method: audit.MethodEgress, Sandbox: ev.Sandbox, Template: ev.Template,
+		Error: ev.Err, DurationMS: ms(ev.Duration),
+		Egress: &audit.Egress{Host: ev.Host, Port: ev.Port, Addr: ev.Addr, Allowed: ev.Allowed, Reason: ev.Reason, BytesUp: ev.Up, BytesDown: ev.Down},
+	}
+	a.log.Append(r)
 }
 
 // Denied records a call that authentication refused before it reached the

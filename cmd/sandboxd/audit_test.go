@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -20,6 +21,7 @@ import (
 
 	sandboxv1 "github.com/sandboxd/sandboxd/proto/sandbox/v1"
 	"github.com/sandboxd/sandboxd/runtime/audit"
+	"github.com/sandboxd/sandboxd/runtime/manager"
 	"github.com/sandboxd/sandboxd/runtime/metrics"
 )
 
@@ -101,5 +103,37 @@ func TestHealthAndReflectionAreNotAudited(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(reg, "sandboxd_rpc_total"); n != 1 {
 		t.Fatalf("%d series, want GetSandbox's only", n)
+	}
+}
+
+// TestEgressConnectionsAreAudited guarantees that an egress connection
+// gets its own line (method egress, its sandbox, tenant, destination,
+// address, verdict, reason and bytes, no code) and no count among the API
+// calls.
+func TestEgressConnectionsAreAudited(t *testing.T) {
+	a, path, reg := testAuditor(t)
+	a.Egress(manager.EgressEvent{
+		Time: time.Now(), Sandbox: "sb-1", Tenant: "team-a", Template: "web", Host: "egress-ok.sandboxd.test", Port: 443,
+		Addr: "127.0.0.2:443", Allowed: true, Reason: `allowed by "egress-ok.sandboxd.test:443"`, Up: 700, Down: 4000, Duration: time.Second,
+	})
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r audit.Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	want := audit.Egress{Host: "egress-ok.sandboxd.test", Port: 443, Addr: "127.0.0.2:443", Allowed: true,
+		Reason: `allowed by "egress-ok.sandboxd.test:443"`, BytesUp: 700, BytesDown: 4000}
+	if r.Method != audit.MethodEgress || r.Sandbox != "sb-1" || r.Tenant != "team-a" || r.Template != "web" || r.Code != "" ||
+		r.DurationMS != 1000 || r.Egress == nil || *r.Egress != want {
+		t.Fatalf("line %s", data)
+	}
+	if n := testutil.CollectAndCount(reg, "sandboxd_rpc_total"); n != 0 {
+		t.Fatalf("%d rpc series, want none for an egress connection", n)
 	}
 }

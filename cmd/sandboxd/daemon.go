@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -124,7 +125,9 @@ func runDaemon(args []string) error {
 		Logger:        log,
 		Metrics:       mx,
 		Cgroups:       cg,
+		EgressAudit:   auditor.Egress,
 		Node:          o.nodeAddress,
+		Listeners:     tcpListeners(log, tcp, metricsAddr),
 	})
 	if err != nil {
 		return err
@@ -186,6 +189,24 @@ func runDaemon(args []string) error {
 		err = nil
 	}
 	return err
+}
+
+// tcpListeners resolves the daemon's TCP listen addresses, for the egress
+// dialer to refuse: a sandbox must never reach the daemon that runs it.
+func tcpListeners(log *slog.Logger, addrs ...string) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, a := range addrs {
+		if a == "" {
+			continue
+		}
+		ta, err := net.ResolveTCPAddr("tcp", a)
+		if err != nil {
+			log.Warn("cannot resolve a listen address; the listen step will say why", "addr", a, "err", err)
+			continue
+		}
+		out = append(out, ta.AddrPort())
+	}
+	return out
 }
 
 // stopServer lets running RPCs finish for gracePeriod, then cancels them.

@@ -41,7 +41,7 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("sandboxd", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: sandboxd [flags]\n       sandboxd check-policy FILE...\n\nflags:\n")
+		fmt.Fprintf(fs.Output(), "usage: sandboxd [flags]\n       sandboxd check-policy FILE...\n       sandboxd hash-token < TOKEN_FILE\n       sandboxd health [--socket PATH]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.socket, "socket", "", "unix socket to serve on (default: the policy's host.socket, else "+defaultSocket+")")

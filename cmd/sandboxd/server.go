@@ -25,7 +25,7 @@ type server struct {
 func (s *server) CreateSandbox(ctx context.Context, req *sandboxv1.CreateSandboxRequest) (*sandboxv1.Sandbox, error) {
 	info, err := s.m.Create(ctx, manager.CreateRequest{
 		Template: req.GetTemplate(), Labels: req.GetLabels(), BypassPool: req.GetBypassPool(), BypassSnapshot: req.GetBypassSnapshot(),
-		Limits: limitsFromProto(req.GetLimits()),
+		Limits: limitsFromProto(req.GetLimits()), EgressAllow: req.GetEgressAllow(),
 	})
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
@@ -107,6 +107,15 @@ func (s *server) Download(req *sandboxv1.DownloadRequest, stream sandboxv1.Sandb
 	return errdefs.ToGRPC(s.m.Download(stream.Context(), req.GetSandboxId(), req.GetPath(), stream.Send))
 }
 
+// UpdateSandboxEgress replaces a sandbox's egress allowlist.
+func (s *server) UpdateSandboxEgress(ctx context.Context, req *sandboxv1.UpdateSandboxEgressRequest) (*sandboxv1.Sandbox, error) {
+	info, err := s.m.UpdateEgress(ctx, req.GetSandboxId(), req.GetAllow())
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return s.sandbox(info), nil
+}
+
 // EditFile runs a text-editor command in a sandbox.
 func (s *server) EditFile(ctx context.Context, req *sandboxv1.EditFileRequest) (*sandboxv1.EditFileResponse, error) {
 	resp, err := s.m.EditFile(ctx, req)
@@ -172,6 +181,7 @@ func toProto(i manager.Info) *sandboxv1.Sandbox {
 		OomKilled:   i.OOMKilled,
 		Limits:      limitsToProto(i.Limits),
 		Usage:       usageToProto(i.Usage),
+		EgressAllow: i.EgressAllow,
 	}
 }
 

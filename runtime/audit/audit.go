@@ -1,5 +1,5 @@
 // Package audit writes sandboxd's audit log: one JSON line per call of the
-// sandbox API (see Record), appended by one goroutine behind a bounded
+// sandbox API and per egress connection of a sandbox (see Record), appended by one goroutine behind a bounded
 // queue so that a slow disk never stalls a call, and rotated by size.
 package audit
 
@@ -110,7 +110,7 @@ func Open(cfg Config, m Metrics, log *slog.Logger) (*Log, error) {
 
 // Append queues r to be written, without waiting: when the queue is full
 // r is dropped, counted and warned about. Records appended after Close are
-// dropped. r's Exec and File must not change afterwards.
+// dropped. r's Exec, File and Egress must not change afterwards.
 func (l *Log) Append(r Record) {
 	r = r.clipped()
 	r.Time = r.Time.UTC()

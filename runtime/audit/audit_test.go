@@ -231,9 +231,10 @@ func TestAppendNeverBlocksOnAStalledWriter(t *testing.T) {
 	}
 }
 
-// TestLineCarriesTheSchema guarantees the field names of a line, the time
-// in RFC 3339 UTC with nanoseconds, and that absent parts are left out
-// while a zero exit code and a zero size are not.
+// TestLineCarriesTheSchema guarantees the field names of a line (of a call
+// and of an egress connection, which has no code), the time in RFC 3339
+// UTC with nanoseconds, and that absent parts are left out while a zero
+// exit code, a zero size and zero bytes are not.
 func TestLineCarriesTheSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	l, _, _ := open(t, Config{Path: path, MaxBytes: 1 << 20})
@@ -245,6 +246,10 @@ func TestLineCarriesTheSchema(t *testing.T) {
 	l.Append(Record{Time: at, Method: "/sandbox.v1.SandboxService/Upload", Code: "ResourceExhausted", Error: "too big",
 		File: &File{Path: "a", AbsPath: "/workspace/a", Size: &size, SHA256: "e3"}})
 	l.Append(Record{Time: at, Method: "/sandbox.v1.SandboxService/ListFiles", Code: "OK", File: &File{Path: ""}})
+	l.Append(Record{Time: at, Tenant: "team-a", Method: MethodEgress, Sandbox: "sb-1", Template: "web", DurationMS: 3,
+		Egress: &Egress{Host: "example.com", Port: 443, Addr: "192.0.2.1:443", Allowed: true, Reason: `allowed by "example.com"`}})
+	l.Append(Record{Time: at, Tenant: "team-a", Method: MethodEgress, Sandbox: "sb-1", Template: "web",
+		Egress: &Egress{Host: "10.0.0.1", Port: 80, Reason: "no CIDR entry holds 10.0.0.1"}})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +264,10 @@ func TestLineCarriesTheSchema(t *testing.T) {
 			"file": {"path", "abs_path", "size", "sha256"}},
 		{"": {"time", "tenant", "peer", "method", "grpc_code", "duration_ms", "file"},
 			"file": {"path"}},
+		{"": {"time", "tenant", "peer", "method", "sandbox", "template", "duration_ms", "egress"},
+			"egress": {"host", "port", "addr", "allowed", "reason", "bytes_up", "bytes_down"}},
+		{"": {"time", "tenant", "peer", "method", "sandbox", "template", "duration_ms", "egress"},
+			"egress": {"host", "port", "allowed", "reason", "bytes_up", "bytes_down"}},
 	}
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	if len(lines) != len(want) {
@@ -296,7 +305,7 @@ func TestLongFieldsAreClipped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	l, _, _ := open(t, Config{Path: path, MaxBytes: 1 << 30})
 	long := strings.Repeat("x", 4<<20)
-	l.Append(Record{Time: time.Now(), Sandbox: long, Error: long, File: &File{Path: long, AbsPath: long}})
+	l.Append(Record{Time: time.Now(), Sandbox: long, Error: long, File: &File{Path: long, AbsPath: long}, Egress: &Egress{Host: long, Reason: long}})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +313,7 @@ func TestLongFieldsAreClipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Size() > 5*maxField+1024 {
-		t.Fatalf("line of %d bytes for four clipped fields", st.Size())
+	if st.Size() > 7*maxField+1024 {
+		t.Fatalf("line of %d bytes for six clipped fields", st.Size())
 	}
 }

@@ -11,8 +11,14 @@ import (
 // memory, with a path of several MiB.
 const maxField = 4096
 
-// Record is one line of the audit log: one call of the sandbox API. It
-// never holds code or file contents, only their sizes and SHA-256 digests.
+// MethodEgress is the Method of a line that records an egress connection
+// of a sandbox rather than a call.
+const MethodEgress = "egress"
+
+// Record is one line of the audit log: one call of the sandbox API, or one
+// egress connection of a sandbox (Method MethodEgress). It never holds
+// code, file contents or relayed bytes, only their sizes and SHA-256
+// digests.
 type Record struct {
 	// Time is when the call arrived; written in RFC 3339 with nanoseconds,
 	// UTC.
@@ -21,10 +27,10 @@ type Record struct {
 	// (a call refused before authentication named one).
 	Tenant string `json:"tenant"`
 	// Peer is the caller's address: "unix" on the unix socket, IP:port on
-	// TCP.
+	// TCP; empty for an egress line.
 	Peer string `json:"peer"`
 	// Method is the full gRPC method, e.g.
-	// "/sandbox.v1.SandboxService/Exec".
+	// "/sandbox.v1.SandboxService/Exec", or MethodEgress.
 	Method string `json:"method"`
 	// Sandbox is the sandbox ID the call named (or, for CreateSandbox, the
 	// one it created).
@@ -32,17 +38,40 @@ type Record struct {
 	// Template is the template the request or the answer named.
 	Template string `json:"template,omitempty"`
 	// Code is the gRPC status code the call ended with, e.g. "OK",
-	// "NotFound".
-	Code string `json:"grpc_code"`
-	// Error is the status message of a failed call.
+	// "NotFound"; absent for an egress line, which is no call.
+	Code string `json:"grpc_code,omitempty"`
+	// Error is the status message of a failed call, or why an allowed
+	// egress connection ended abnormally.
 	Error string `json:"error,omitempty"`
-	// DurationMS is the call's wall time in milliseconds.
+	// DurationMS is the call's wall time in milliseconds, or how long an
+	// egress connection lasted.
 	DurationMS float64 `json:"duration_ms"`
 	// Exec describes an Exec call.
 	Exec *Exec `json:"exec,omitempty"`
 	// File describes a call on a file: Upload, Download, EditFile,
 	// ListFiles.
 	File *File `json:"file,omitempty"`
+	// Egress describes an egress connection.
+	Egress *Egress `json:"egress,omitempty"`
+}
+
+// Egress describes one egress connection of a sandbox: where it went, what
+// the daemon decided and the bytes relayed.
+type Egress struct {
+	// Host is the destination the sandbox's client named, normalized.
+	Host string `json:"host"`
+	// Port is the destination port.
+	Port uint32 `json:"port"`
+	// Addr is the address dialed, or the one refused; absent when none
+	// was reached.
+	Addr string `json:"addr,omitempty"`
+	// Allowed says whether the connection was relayed.
+	Allowed bool `json:"allowed"`
+	// Reason says why it was allowed (the entry) or refused.
+	Reason string `json:"reason"`
+	// BytesUp and BytesDown are the bytes relayed from and to the sandbox.
+	BytesUp   int64 `json:"bytes_up"`
+	BytesDown int64 `json:"bytes_down"`
 }
 
 // Exec describes the code an Exec ran and how it ended.
@@ -92,6 +121,11 @@ func (r Record) clipped() Record {
 		f := *r.File
 		f.Path, f.AbsPath = clip(f.Path), clip(f.AbsPath)
 		r.File = &f
+	}
+	if r.Egress != nil {
+		e := *r.Egress
+		e.Host, e.Reason = clip(e.Host), clip(e.Reason)
+		r.Egress = &e
 	}
 	return r
 }

@@ -72,7 +72,7 @@ func (m *Manager) adopt(ctx context.Context) (map[string]bool, error) {
 		}
 		e := &entry{
 			id: r.ID, tenant: r.owner(), tmpl: r.Template, labels: r.Labels, createdAt: r.CreatedAt, start: r.Start,
-			state: StatePaused, pausedAt: r.PausedAt, image: dir, imageBytes: size,
+			state: StatePaused, pausedAt: r.PausedAt, image: dir, imageBytes: size, egress: r.egress(),
 		}
 		e.lastUsed.Store(r.LastUsed.UnixNano())
 		e.uploaded.Store(r.Uploaded)
@@ -125,7 +125,7 @@ func (m *Manager) adoptRunning(ctx context.Context, r record) error {
 	m.slots.acquireAnyway()
 	e := &entry{
 		id: r.ID, tenant: r.owner(), tmpl: r.Template, labels: r.Labels, createdAt: r.CreatedAt, start: r.Start,
-		state: StateRunning, sb: sb, release: m.slots.Release,
+		state: StateRunning, sb: sb, release: m.slots.Release, egress: r.egress(),
 	}
 	e.touch()
 	e.uploaded.Store(r.Uploaded)
@@ -133,6 +133,7 @@ func (m *Manager) adoptRunning(ctx context.Context, r record) error {
 	m.sandboxes[r.ID] = e
 	m.saveRecord(e)
 	go m.watch(e, sb)
+	m.startEgress(e, sb)
 	m.log.Info("adopted running sandbox", "sandbox", r.ID, "template", r.Template.Name)
 	return nil
 }

@@ -108,10 +108,10 @@ func TestSanitizeFilesKeepsCleanWorkspacePaths(t *testing.T) {
 // makes a create fail as a raise would.
 func TestTenantCapsOnlyLower(t *testing.T) {
 	tmpl := &policy.Template{Name: "python", Limits: policy.Limits{CPU: 1, Memory: 1 << 30, Processes: 256,
-		Output: 16 << 20, Images: policy.ImageLimits{Count: 8, Bytes: 8 << 20}}}
+		Output: 16 << 20, Images: policy.ImageLimits{Count: 8, Bytes: 8 << 20}, EgressBytes: 1 << 30, EgressConnections: 64}}
 	got := tenantCaps(tmpl, policy.Limits{CPU: 2, Memory: 512 << 20, Processes: 1024, PythonAddressSpace: 256 << 20,
-		Images: policy.ImageLimits{Count: 2}})
-	want := Limits{Limits: policy.Limits{Memory: 512 << 20, PythonAddressSpace: 256 << 20, Images: policy.ImageLimits{Count: 2}}}
+		Images: policy.ImageLimits{Count: 2}, EgressBytes: 100 << 20, EgressConnections: 128})
+	want := Limits{Limits: policy.Limits{Memory: 512 << 20, PythonAddressSpace: 256 << 20, Images: policy.ImageLimits{Count: 2}, EgressBytes: 100 << 20}}
 	if got != want {
 		t.Fatalf("tenantCaps = %+v, want %+v", got, want)
 	}

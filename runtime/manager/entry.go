@@ -61,6 +61,9 @@ type Info struct {
 	Usage *Usage
 	// PausedAt is when the sandbox was paused; zero unless it is paused.
 	PausedAt time.Time
+	// EgressAllow is the egress allowlist in force, canonical entries;
+	// nil for a sandbox of a template without egress.
+	EgressAllow []string
 }
 
 // Usage is what a sandbox uses, as its host cgroup counts it.
@@ -84,6 +87,8 @@ type entry struct {
 	labels    map[string]string
 	createdAt time.Time // when the client got it (a pooled sandbox booted earlier)
 	start     StartKind
+	// egress is the sandbox's egress; nil for a template without.
+	egress *egressState
 
 	op sync.RWMutex
 	sb *sandbox.Sandbox // nil while paused, or dead after a failed resume
@@ -152,10 +157,14 @@ func (e *entry) info() Info {
 	e.mu.Lock()
 	st, reason, sb, pausedAt := e.state, e.reason, e.sb, e.pausedAt
 	e.mu.Unlock()
+	var allow []string
+	if e.egress != nil {
+		allow = e.egress.allow().Strings()
+	}
 	return Info{
 		ID: e.id, Template: e.tmpl.Name, State: st, Reason: reason,
 		CreatedAt: e.createdAt, ExpiresAt: e.expiresAt(), Labels: e.labels, Start: e.start,
 		OOMKilled: st == StateDead && sb != nil && sb.OOMKilled(), Limits: limitsOf(e.tmpl),
-		PausedAt: pausedAt,
+		PausedAt: pausedAt, EgressAllow: allow,
 	}
 }

@@ -56,6 +56,8 @@ func lower(t *policy.Template, o Limits) (*policy.Template, bool, error) {
 	c.count("limits.open_files", "limits.open_files", o.OpenFiles, &l.OpenFiles, policy.MinOpenFiles)
 	c.count("limits.images", "limits.images.count", o.Images.Count, &l.Images.Count, 1)
 	c.size("limits.image_bytes", "limits.images.bytes", o.Images.Bytes, &l.Images.Bytes, 1)
+	c.size("limits.egress_bytes", "limits.egress_bytes", o.EgressBytes, &l.EgressBytes, 1)
+	c.count("limits.egress_connections", "limits.egress_connections", o.EgressConnections, &l.EgressConnections, 1)
 	if as := o.PythonAddressSpace; as != 0 {
 		if l.PythonAddressSpace == 0 {
 			// No cap in the template: any cap lowers it.

@@ -1,8 +1,9 @@
 // Package manager is sandboxd's domain service: it creates sandboxes from
 // policy templates (warm from pools or booted for the request), keeps the
 // registry of live and dead sandboxes, runs code and moves files through
-// their agents, reaps expired sandboxes, applies policy reloads and removes
-// whatever a previous run of the daemon left behind. The gRPC layer only
+// their agents, decides and relays their egress (egress.go), reaps expired
+// sandboxes, applies policy reloads and removes whatever a previous run of
+// the daemon left behind. The gRPC layer only
 // translates to and from it.
 package manager
 
@@ -10,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/policy"
 	"github.com/sandboxd/sandboxd/runtime/cgroups"
+	"github.com/sandboxd/sandboxd/runtime/egress"
 	"github.com/sandboxd/sandboxd/runtime/errdefs"
 	"github.com/sandboxd/sandboxd/runtime/identifiers"
 	"github.com/sandboxd/sandboxd/runtime/pool"
@@ -48,6 +51,12 @@ type Config struct {
 	// Cgroups creates each sandbox's cgroup with the template's CPU and
 	// memory limits; the manager owns every group under its parent.
 	Cgroups *cgroups.Manager
+	// EgressAudit receives an event for each egress connection of a
+	// sandbox, refused or closed, for the audit log; nil: none.
+	EgressAudit func(EgressEvent)
+	// Listeners are the daemon's own TCP listening sockets, which no
+	// sandbox's egress may reach, whatever its allowlist says.
+	Listeners []netip.AddrPort
 	// Node is the address clients reach this daemon at (--node-address),
 	// put in every new sandbox ID; empty: plain IDs. It has passed
 	// identifiers.ValidateNodeAddress.
@@ -61,6 +70,9 @@ type Manager struct {
 	log     *slog.Logger
 	metrics Metrics
 	slots   *hostSlots
+	// dialer decides, resolves and dials sandboxes' egress connections on
+	// the host.
+	dialer egress.Dialer
 
 	mu        sync.Mutex
 	sandboxes map[string]*entry
@@ -87,6 +99,7 @@ type Manager struct {
 // pools filling and its reaper running.
 func New(ctx context.Context, cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, sandboxes: map[string]*entry{}, pendingByTenant: map[string]int{}, autoPauses: make(chan struct{}, maxAutoPauses)}
+	m.dialer.Listeners = cfg.Listeners
 	if m.metrics == nil {
 		m.metrics = nopMetrics{}
 	}

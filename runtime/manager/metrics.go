@@ -33,6 +33,12 @@ type Metrics interface {
 	Resumed(template string, d time.Duration)
 	// PausedImages: the paused sandboxes' images now take bytes on disk.
 	PausedImages(bytes int64)
+	// EgressDecided: an egress connection of a sandbox of template was
+	// allowed (and relayed) or refused.
+	EgressDecided(template string, allowed bool)
+	// EgressRelayed: an allowed egress connection of a sandbox of template
+	// ended, having carried up bytes from the sandbox and down bytes to it.
+	EgressRelayed(template string, up, down int64)
 }
 
 // nopMetrics records nothing: the Metrics of a Manager configured without.
@@ -51,3 +57,5 @@ func (nopMetrics) Destroyed(string)                    {}
 func (nopMetrics) Paused(string, time.Duration)        {}
 func (nopMetrics) Resumed(string, time.Duration)       {}
 func (nopMetrics) PausedImages(int64)                  {}
+func (nopMetrics) EgressDecided(string, bool)          {}
+func (nopMetrics) EgressRelayed(string, int64, int64)  {}

@@ -121,12 +121,16 @@ func (m *Manager) pause(ctx context.Context, e *entry, why string, busyWait time
 	dir := filepath.Join(m.pausedDir(), e.id)
 	tmp := filepath.Join(m.pausedDir(), pausingPrefix+e.id)
 	os.RemoveAll(tmp)
+	// Egress connections are cut, not waited for: a pause must not depend
+	// on what the sandbox's clients keep open.
+	m.stopEgress(e)
 	err := sb.Checkpoint(ctx, tmp, runsc.CheckpointOpts{ExcludeZeroPages: true})
 	if errors.Is(err, sandbox.ErrNotQuiesced) {
 		os.RemoveAll(tmp)
 		if sb.Died() {
 			return fmt.Errorf("pausing sandbox %q: it ended: %w", e.id, errdefs.ErrFailedPrecondition)
 		}
+		m.startEgress(e, sb) // it goes on running
 		return fmt.Errorf("pausing sandbox %q: %w: %w", e.id, errdefs.FromGRPC(errors.Unwrap(err)), errdefs.ErrFailedPrecondition)
 	}
 	var sealed *snapshot.Sealed
@@ -254,6 +258,7 @@ func (m *Manager) resume(ctx context.Context, e *entry) error {
 	m.dropImage(image, size)
 	m.saveRecord(e)
 	go m.watch(e, sb)
+	m.startEgress(e, sb)
 	m.metrics.Resumed(e.tmpl.Name, now().Sub(start))
 	m.log.Info("sandbox resumed", "sandbox", e.id, "took", now().Sub(start).Round(time.Millisecond))
 	return nil

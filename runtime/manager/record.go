@@ -13,12 +13,14 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/policy"
+	"github.com/sandboxd/sandboxd/runtime/egress"
 	"github.com/sandboxd/sandboxd/runtime/identifiers"
 	"github.com/sandboxd/sandboxd/runtime/tenant"
 )
 
 // recordVersion is the format of the state records; a record of another
-// version is not adopted.
+// version is not adopted. Fields added since (Tenant, Egress) are optional:
+// records written before them load as they were meant.
 const recordVersion = 1
 
 // maxRecord bounds a state record read back: a template, labels (bounded
@@ -46,6 +48,34 @@ type record struct {
 	// Tenant owns the sandbox; empty in records written before tenants,
 	// whose sandboxes are the local tenant's.
 	Tenant string `json:"tenant,omitempty"`
+	// Egress is the sandbox's egress; nil for a template without, and in
+	// records written before egress (whose templates had none).
+	Egress *recordEgress `json:"egress,omitempty"`
+}
+
+// recordEgress is a sandbox's egress in its record.
+type recordEgress struct {
+	// Allow is the allowlist in force, as canonical entries; each is
+	// parsed again when the record is read, and one that does not parse
+	// makes the record damaged.
+	Allow egress.List `json:"allow"`
+	// Bytes are the bytes relayed so far, counted against the byte cap.
+	Bytes int64 `json:"bytes"`
+}
+
+// egress rebuilds the egress of the record's sandbox: the list and the
+// bytes relayed that the record kept, or, in a record without them, its
+// template's list and none.
+func (r record) egress() *egressState {
+	if r.Template.Network != policy.NetworkAllowlist {
+		return nil
+	}
+	if r.Egress == nil {
+		return newEgressState(r.Template, r.Template.Egress.Allow)
+	}
+	s := newEgressState(r.Template, r.Egress.Allow)
+	s.budget.Charge(r.Egress.Bytes)
+	return s
 }
 
 // owner is the tenant of the record's sandbox.
@@ -74,11 +104,15 @@ func recordOf(e *entry) record {
 	e.mu.Lock()
 	st, pausedAt := e.state, e.pausedAt
 	e.mu.Unlock()
+	var eg *recordEgress
+	if e.egress != nil {
+		eg = &recordEgress{Allow: e.egress.allow(), Bytes: e.egress.budget.Used()}
+	}
 	return record{
 		Version: recordVersion, ID: e.id, Template: e.tmpl, Labels: e.labels,
 		CreatedAt: e.createdAt, Start: e.start, State: st, PausedAt: pausedAt,
 		LastUsed: e.idleSince(), Uploaded: e.uploaded.Load(), Downloaded: e.downloaded.Load(),
-		Tenant: e.tenant,
+		Tenant: e.tenant, Egress: eg,
 	}
 }
 

@@ -1,13 +1,18 @@
 package manager
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sandboxd/sandboxd/policy"
+	"github.com/sandboxd/sandboxd/runtime/egress"
 )
 
 func testRecord(id string) record {
@@ -102,6 +107,93 @@ func TestDamagedRecordsAreNotAdopted(t *testing.T) {
 			t.Errorf("temporary file left")
 		}
 	})
+}
+
+// egressTemplate is a template with egress, as a test policy has it.
+func egressTemplate(t *testing.T) *policy.Template {
+	t.Helper()
+	tmpl, _ := policy.Default().Template("")
+	web := *tmpl
+	list, err := egress.ParseList([]string{"127.0.0.2/32:443", "egress-ok.sandboxd.test:443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web.Name, web.Network, web.Egress.Allow = "web", policy.NetworkAllowlist, list
+	web.Limits.EgressBytes = 1000
+	return &web
+}
+
+// TestRecordKeepsEgress guarantees that a sandbox's egress survives a
+// restart: the allowlist in force (narrowed, or closed by an empty
+// update), its template's list, and the bytes relayed, which its budget
+// starts from.
+func TestRecordKeepsEgress(t *testing.T) {
+	web := egressTemplate(t)
+	for _, allow := range [][]string{{"127.0.0.2/32:443"}, {}} {
+		dir := t.TempDir()
+		list, _ := egress.ParseList(allow)
+		e := &entry{id: strings.Repeat("e", 32), tmpl: web, state: StateRunning, egress: newEgressState(web, list)}
+		e.egress.budget.Charge(300)
+		if err := writeRecord(dir, recordOf(e), false); err != nil {
+			t.Fatal(err)
+		}
+		good, bad, err := scanRecords(dir)
+		if err != nil || len(bad) != 0 || len(good) != 1 {
+			t.Fatalf("scanRecords = %v, %v, %v", good, bad, err)
+		}
+		eg := good[0].egress()
+		if eg == nil || !slices.Equal(eg.allow().Strings(), allow) || eg.budget.Used() != 300 {
+			t.Fatalf("egress read back %v, want list %q and 300 bytes used", eg, allow)
+		}
+		if got := good[0].Template.Egress.Allow.Strings(); !slices.Equal(got, web.Egress.Allow.Strings()) {
+			t.Errorf("template list read back %q, want %q", got, web.Egress.Allow.Strings())
+		}
+	}
+}
+
+// TestRecordsOfEarlierDaemonsLoad guarantees compatibility with records
+// written before egress (no egress of the sandbox, no Egress in its
+// template): they load and their sandboxes have no egress; and a record of
+// a template with egress that lacks the sandbox's own list gives it the
+// template's.
+func TestRecordsOfEarlierDaemonsLoad(t *testing.T) {
+	for _, tmpl := range []*policy.Template{testRecord("").Template, egressTemplate(t)} {
+		dir := t.TempDir()
+		id := strings.Repeat("f", 32)
+		r := testRecord(id)
+		r.Template = tmpl
+		body, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var old map[string]any
+		json.Unmarshal(body, &old)
+		delete(old, "egress")
+		if tmpl.Network == policy.NetworkNone {
+			delete(old["template"].(map[string]any), "Egress")
+		}
+		body, _ = json.Marshal(old)
+		sum := sha256.Sum256(body)
+		data, _ := json.Marshal(envelope{SHA256: hex.EncodeToString(sum[:]), Record: body})
+		if err := os.WriteFile(filepath.Join(dir, id+recordSuffix), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		good, bad, err := scanRecords(dir)
+		if err != nil || len(bad) != 0 || len(good) != 1 {
+			t.Fatalf("%s: scanRecords = %v, %v, %v", tmpl.Name, good, bad, err)
+		}
+		eg := good[0].egress()
+		switch tmpl.Network {
+		case policy.NetworkNone:
+			if eg != nil {
+				t.Errorf("a sandbox without egress got %q", eg.allow().Strings())
+			}
+		default:
+			if eg == nil || !slices.Equal(eg.allow().Strings(), tmpl.Egress.Allow.Strings()) || eg.budget.Used() != 0 {
+				t.Errorf("a record without the sandbox's list: got %v, want the template's %q", eg, tmpl.Egress.Allow.Strings())
+			}
+		}
+	}
 }
 
 // BenchmarkWriteRecord measures a state record write, flushed to disk (a

@@ -103,6 +103,8 @@ func tenantCaps(t *policy.Template, caps policy.Limits) Limits {
 	o.Processes = int(below(int64(caps.Processes), int64(l.Processes)))
 	o.OpenFiles = int(below(int64(caps.OpenFiles), int64(l.OpenFiles)))
 	o.Images.Count = int(below(int64(caps.Images.Count), int64(l.Images.Count)))
+	o.EgressBytes = below(caps.EgressBytes, l.EgressBytes)
+	o.EgressConnections = int(below(int64(caps.EgressConnections), int64(l.EgressConnections)))
 	return o
 }
 

@@ -1,7 +1,7 @@
 // Package metrics exports sandboxd's measurements to Prometheus: pool
 // sizes, CreateSandbox latency by hit or miss, boot and restore durations,
-// snapshot builds and sizes, and sandbox creations, destructions and
-// failures.
+// snapshot builds and sizes, sandbox creations, destructions and
+// failures, and egress connections and bytes.
 package metrics
 
 import (
@@ -31,6 +31,8 @@ type Metrics struct {
 	pause     *prometheus.HistogramVec
 	resume    *prometheus.HistogramVec
 	paused    prometheus.Gauge
+	egress    *prometheus.CounterVec
+	egressIO  *prometheus.CounterVec
 }
 
 // New registers the collectors on reg. pools is called at each scrape for
@@ -82,9 +84,15 @@ func New(reg prometheus.Registerer, pools func() []pool.Status) *Metrics {
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sandboxd_paused_bytes", Help: "Disk space taken by the images of paused sandboxes (policy host.max_paused_bytes caps it).",
 		}),
+		egress: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_egress_connections_total", Help: "Egress connections of sandboxes, by template and result (allowed: relayed; refused: by the allowlist, the address checks, the caps, or a destination that could not be resolved or dialed).",
+		}, []string{"template", "result"}),
+		egressIO: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_egress_bytes_total", Help: "Bytes relayed by closed egress connections, by template and direction (up: from the sandbox; down: to it).",
+		}, []string{"template", "direction"}),
 	}
 	reg.MustRegister(m.acquire, m.acquireKO, m.boot, m.bootKO, m.created, m.destroyed,
-		m.restore, m.restoreKO, m.build, m.imageSize, m.pause, m.resume, m.paused, poolCollector{pools})
+		m.restore, m.restoreKO, m.build, m.imageSize, m.pause, m.resume, m.paused, m.egress, m.egressIO, poolCollector{pools})
 	return m
 }
 
@@ -109,6 +117,21 @@ func (m *Metrics) Resumed(template string, d time.Duration) {
 
 // PausedImages records the paused images' total size.
 func (m *Metrics) PausedImages(bytes int64) { m.paused.Set(float64(bytes)) }
+
+// EgressDecided records an egress connection allowed or refused.
+func (m *Metrics) EgressDecided(template string, allowed bool) {
+	result := "refused"
+	if allowed {
+		result = "allowed"
+	}
+	m.egress.WithLabelValues(template, result).Inc()
+}
+
+// EgressRelayed records the bytes of a closed egress connection.
+func (m *Metrics) EgressRelayed(template string, up, down int64) {
+	m.egressIO.WithLabelValues(template, "up").Add(float64(up))
+	m.egressIO.WithLabelValues(template, "down").Add(float64(down))
+}
 
 // AcquireFailed records a CreateSandbox that got none.
 func (m *Metrics) AcquireFailed() { m.acquireKO.Inc() }

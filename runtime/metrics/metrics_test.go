@@ -56,3 +56,28 @@ sandboxd_pool_sandboxes{state="in_use",template="python"} 3
 		}
 	}
 }
+
+// TestEgressMetrics guarantees the egress series: connections by template
+// and result, and the bytes of closed connections by direction.
+func TestEgressMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, func() []pool.Status { return nil })
+	m.EgressDecided("web", true)
+	m.EgressDecided("web", false)
+	m.EgressDecided("web", false)
+	m.EgressRelayed("web", 100, 5000)
+	m.EgressRelayed("web", 20, 0)
+	want := `
+# HELP sandboxd_egress_bytes_total Bytes relayed by closed egress connections, by template and direction (up: from the sandbox; down: to it).
+# TYPE sandboxd_egress_bytes_total counter
+sandboxd_egress_bytes_total{direction="down",template="web"} 5000
+sandboxd_egress_bytes_total{direction="up",template="web"} 120
+# HELP sandboxd_egress_connections_total Egress connections of sandboxes, by template and result (allowed: relayed; refused: by the allowlist, the address checks, the caps, or a destination that could not be resolved or dialed).
+# TYPE sandboxd_egress_connections_total counter
+sandboxd_egress_connections_total{result="allowed",template="web"} 1
+sandboxd_egress_connections_total{result="refused",template="web"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sandboxd_egress_connections_total", "sandboxd_egress_bytes_total"); err != nil {
+		t.Fatal(err)
+	}
+}

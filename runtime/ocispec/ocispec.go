@@ -85,6 +85,12 @@ type Params struct {
 	// TmpSize caps the /tmp tmpfs in bytes. Without an explicit /tmp mount
 	// gVisor would mount an uncapped tmpfs there.
 	TmpSize uint64
+	// EgressProxy is the address (host:port) of the agent's egress proxy
+	// on the sandbox's loopback, for a template with network: allowlist:
+	// every process gets HTTP_PROXY, HTTPS_PROXY (and their lowercase
+	// forms) pointing at it, and NO_PROXY for loopback. Empty: no egress,
+	// and none of these variables.
+	EgressProxy string
 	// CgroupsPath is the sandbox's pre-created cgroup (runtime/cgroups):
 	// runsc puts its sentry and gofer in it and sizes the sandbox's memory
 	// and CPUs from its limits. Empty: no cgroup.
@@ -116,7 +122,7 @@ func Build(p Params) (*specs.Spec, error) {
 			Terminal: false, // a pty would mangle the agent's binary protocol
 			User:     specs.User{UID: SandboxUID, GID: SandboxGID},
 			Args:     []string{AgentPath},
-			Env:      env(p.Env),
+			Env:      env(p.Env, p.EgressProxy),
 			Cwd:      Workspace,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: noCaps, Effective: noCaps, Inheritable: noCaps,
@@ -157,10 +163,31 @@ func orDefault(v, def uint64) uint64 {
 	return v
 }
 
-// env merges extra into the base environment, sorted for a stable spec.
-func env(extra map[string]string) []string {
-	out := make([]string, 0, len(baseEnv)+len(extra))
-	for _, kv := range baseEnv {
+// noProxy lists what HTTP clients reach directly rather than through the
+// egress proxy: the sandbox's loopback, where the proxy itself and the
+// code's own servers listen.
+const noProxy = "localhost,127.0.0.1"
+
+// proxyEnv returns the variables that send HTTP clients (curl, Python's
+// urllib and requests, pip, Go, Node) through the egress proxy at addr.
+// Clients differ in which case they read, so both are set.
+func proxyEnv(addr string) []string {
+	if addr == "" {
+		return nil
+	}
+	url := "http://" + addr
+	return []string{
+		"HTTP_PROXY=" + url, "HTTPS_PROXY=" + url, "http_proxy=" + url, "https_proxy=" + url,
+		"NO_PROXY=" + noProxy, "no_proxy=" + noProxy,
+	}
+}
+
+// env merges extra into the base environment and the egress proxy's
+// variables (see proxyEnv), sorted for a stable spec.
+func env(extra map[string]string, proxy string) []string {
+	base := append(slices.Clone(baseEnv), proxyEnv(proxy)...)
+	out := make([]string, 0, len(base)+len(extra))
+	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
 		if _, replaced := extra[k]; !replaced {
 			out = append(out, kv)

@@ -130,6 +130,36 @@ func TestSpecEnvironmentHasNoHostState(t *testing.T) {
 	}
 }
 
+// TestSpecProxyEnvironmentOnlyWithEgress guarantees that a sandbox with
+// egress sends every HTTP client through the agent's proxy (both spellings
+// of each variable, loopback direct), and that one without egress gets
+// none of these variables, so no client there expects a proxy.
+func TestSpecProxyEnvironmentOnlyWithEgress(t *testing.T) {
+	proxyVars := []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"}
+	s, _ := Build(valid())
+	for _, kv := range s.Process.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(proxyVars, k) {
+			t.Errorf("a sandbox without egress has %q", kv)
+		}
+	}
+	p := valid()
+	p.EgressProxy = "127.0.0.1:3128"
+	s, _ = Build(p)
+	for _, want := range []string{
+		"HTTP_PROXY=http://127.0.0.1:3128", "HTTPS_PROXY=http://127.0.0.1:3128",
+		"http_proxy=http://127.0.0.1:3128", "https_proxy=http://127.0.0.1:3128",
+		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1", "HOME=/home/sandbox",
+	} {
+		if !slices.Contains(s.Process.Env, want) {
+			t.Errorf("env lacks %q: %v", want, s.Process.Env)
+		}
+	}
+	if !slices.IsSorted(s.Process.Env) {
+		t.Errorf("env is not sorted: %v", s.Process.Env)
+	}
+}
+
 // TestSpecRejectsRelativePaths guarantees that host paths in the spec are
 // absolute, so they cannot depend on the daemon's working directory.
 func TestSpecRejectsRelativePaths(t *testing.T) {

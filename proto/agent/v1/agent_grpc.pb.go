@@ -68,8 +68,10 @@ type AgentServiceClient interface {
 	// sandbox (EgressProxyPort) and announces each connection a client opens
 	// through it, once the client has named its destination (CONNECT
 	// authority, or the absolute URI of a plain HTTP request). The proxy
-	// stops when the stream ends. The daemon opens it only for sandboxes
-	// whose template allows egress.
+	// stops when the stream ends. The agent sends the response headers once
+	// the proxy listens; the daemon waits for them before it hands the
+	// sandbox to its client. The daemon opens it only for sandboxes whose
+	// template allows egress.
 	EgressAccept(ctx context.Context, in *EgressAcceptRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EgressConnection], error)
 	// EgressRelay carries one announced connection. The daemon's first frame
 	// names it (id) and gives the verdict; if allowed, data frames follow
@@ -239,8 +241,10 @@ type AgentServiceServer interface {
 	// sandbox (EgressProxyPort) and announces each connection a client opens
 	// through it, once the client has named its destination (CONNECT
 	// authority, or the absolute URI of a plain HTTP request). The proxy
-	// stops when the stream ends. The daemon opens it only for sandboxes
-	// whose template allows egress.
+	// stops when the stream ends. The agent sends the response headers once
+	// the proxy listens; the daemon waits for them before it hands the
+	// sandbox to its client. The daemon opens it only for sandboxes whose
+	// template allows egress.
 	EgressAccept(*EgressAcceptRequest, grpc.ServerStreamingServer[EgressConnection]) error
 	// EgressRelay carries one announced connection. The daemon's first frame
 	// names it (id) and gives the verdict; if allowed, data frames follow
