@@ -105,6 +105,11 @@ type egressState struct {
 	// connections.
 	budget *egress.Budget
 
+	// listMu serialises the changes of list (UpdateEgress, a policy
+	// reload narrowing it), so that a change decided under an older policy
+	// cannot land after the reload narrowed the list.
+	listMu sync.Mutex
+
 	mu sync.Mutex
 	// stop ends the running loop and its connections and waits for them;
 	// nil while no loop runs.
@@ -134,7 +139,7 @@ func egressFor(t *policy.Template, requested []string) (*egressState, error) {
 	l := t.Egress.Allow
 	if len(requested) > 0 {
 		var err error
-		if l, err = narrowed(t, requested); err != nil {
+		if l, err = narrowed(t.Name, t.Egress.Allow, requested); err != nil {
 			return nil, err
 		}
 	}
@@ -143,15 +148,69 @@ func egressFor(t *policy.Template, requested []string) (*egressState, error) {
 
 // narrowed parses a sandbox's allowlist, which must lie within its
 // template's (InvalidArgument naming the entry that widens it).
-func narrowed(t *policy.Template, entries []string) (egress.List, error) {
+func narrowed(template string, ceiling egress.List, entries []string) (egress.List, error) {
 	l, err := egress.ParseList(entries)
 	if err != nil {
 		return nil, err
 	}
-	if err := l.Within(t.Egress.Allow); err != nil {
-		return nil, fmt.Errorf("template %q: %w", t.Name, err)
+	if err := l.Within(ceiling); err != nil {
+		return nil, fmt.Errorf("template %q: %w", template, err)
 	}
 	return l, nil
+}
+
+// egressCeiling returns the widest allowlist a sandbox of t may have now:
+// its template's in the policy in force, which a reload may have narrowed,
+// or nothing once the template is gone from the policy or has no egress
+// any more; t's own while no policy is set.
+func (m *Manager) egressCeiling(t *policy.Template) egress.List {
+	p := m.Policy()
+	if p == nil {
+		return t.Egress.Allow
+	}
+	cur, ok := p.Templates[t.Name]
+	if !ok || cur.Network != policy.NetworkAllowlist {
+		return nil
+	}
+	return cur.Egress.Allow
+}
+
+// narrowEgress applies a reloaded policy to running sandboxes' egress: an
+// entry of a sandbox's list that its template's list in the policy no
+// longer covers (in full: an entry with a port no longer listed goes as a
+// whole) is dropped, for connections opened from now on. Removing a
+// destination from a template therefore closes it for every sandbox of
+// the template, not only new ones.
+func (m *Manager) narrowEgress() {
+	m.mu.Lock()
+	var entries []*entry
+	for _, e := range m.sandboxes {
+		if e.egress != nil {
+			entries = append(entries, e)
+		}
+	}
+	m.mu.Unlock()
+	for _, e := range entries {
+		e.egress.listMu.Lock()
+		ceiling := m.egressCeiling(e.tmpl)
+		var keep, dropped egress.List
+		for _, r := range e.egress.allow() {
+			if (egress.List{r}).Within(ceiling) == nil {
+				keep = append(keep, r)
+			} else {
+				dropped = append(dropped, r)
+			}
+		}
+		if len(dropped) > 0 {
+			e.egress.list.Store(&keep)
+			m.saveRecord(e)
+		}
+		e.egress.listMu.Unlock()
+		if len(dropped) > 0 {
+			m.log.Warn("egress narrowed by the policy reload: the template no longer allows these destinations", "sandbox", e.id,
+				"template", e.tmpl.Name, "dropped", dropped.Strings(), "allow", keep.Strings())
+		}
+	}
 }
 
 // errNoEgress refuses an egress allowlist for a sandbox of t, a template
@@ -162,8 +221,8 @@ func errNoEgress(t *policy.Template) error {
 }
 
 // UpdateEgress replaces the egress allowlist of a sandbox of the tenant of
-// ctx with allow, which must lie within its template's (InvalidArgument
-// otherwise); an empty allow closes its egress. Connections open already
+// ctx with allow, which must lie within its template's in the policy in
+// force (InvalidArgument otherwise; see egressCeiling); an empty allow closes its egress. Connections open already
 // go on; those opened from now on are decided under the new list. A paused
 // sandbox resumes with it, and its record keeps it across restarts.
 func (m *Manager) UpdateEgress(ctx context.Context, id string, allow []string) (Info, error) {
@@ -181,15 +240,19 @@ func (m *Manager) UpdateEgress(ctx context.Context, id string, allow []string) (
 		}
 		return e.info(), nil
 	}
-	l, err := narrowed(e.tmpl, allow)
-	if err != nil {
-		return Info{}, err
-	}
 	if st, reason := e.status(); st == StateDead {
 		return Info{}, fmt.Errorf("sandbox %q is %s (%s): %w", id, st, reason, errdefs.ErrFailedPrecondition)
 	}
-	e.egress.list.Store(&l)
-	m.saveRecord(e)
+	e.egress.listMu.Lock()
+	l, err := narrowed(e.tmpl.Name, m.egressCeiling(e.tmpl), allow)
+	if err == nil {
+		e.egress.list.Store(&l)
+		m.saveRecord(e)
+	}
+	e.egress.listMu.Unlock()
+	if err != nil {
+		return Info{}, err
+	}
 	m.log.Info("egress allowlist updated", "sandbox", id, "template", e.tmpl.Name, "allow", l.Strings())
 	return e.info(), nil
 }

@@ -549,3 +549,47 @@ func TestEgressTrafficKeepsTheSandboxBusy(t *testing.T) {
 		t.Fatalf("bytes moved on a connection, and the sandbox still counts as idle since %v", e.idleSince())
 	}
 }
+
+// TestEgressReloadNarrowsRunningSandboxes guarantees that a policy reload
+// that takes a destination out of a template closes it for the template's
+// running sandboxes too, for their next connections, that an update cannot
+// bring it back, and that a template gone from the policy leaves its
+// sandboxes no egress.
+func TestEgressReloadNarrowsRunningSandboxes(t *testing.T) {
+	agent := startFakeAgent(t)
+	p := upperServer(t)
+	entry := "127.0.0.1/32:" + port(p)
+	m, e, _ := egressManager(t, agent, []string{entry, "api.example.test:443"}, 1<<20, 4)
+	ctx := context.Background()
+	reload := func(allow ...string) {
+		t.Helper()
+		pol := &policy.Policy{Templates: map[string]*policy.Template{}}
+		if allow != nil {
+			list, err := egress.ParseList(allow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pol.Templates["web"] = &policy.Template{Name: "web", Network: policy.NetworkAllowlist, Egress: policy.Egress{Allow: list}}
+		}
+		m.policy.Store(pol)
+		m.narrowEgress()
+	}
+
+	reload(entry, "api.example.test:443", "new.example.test")
+	if got := e.egress.allow().Strings(); len(got) != 2 {
+		t.Fatalf("a reload that keeps the destinations changed the list: %v", got)
+	}
+	reload("api.example.test:443")
+	if got := e.egress.allow().Strings(); len(got) != 1 || got[0] != "api.example.test:443" {
+		t.Fatalf("after the reload the list is %v, want only api.example.test:443", got)
+	}
+	agent.announce(t, 1, "127.0.0.1", p)
+	agent.relay(t, 1, false, "no CIDR entry holds 127.0.0.1").end()
+	if _, err := m.UpdateEgress(ctx, e.id, []string{entry}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("UpdateEgress back to a destination the reloaded template dropped = %v, want InvalidArgument", err)
+	}
+	reload() // the template is gone
+	if got := e.egress.allow(); len(got) != 0 {
+		t.Fatalf("the template left the policy, but its sandbox keeps egress %v", got.Strings())
+	}
+}

@@ -29,6 +29,7 @@ func (m *Manager) UpdatePolicy(p *policy.Policy) {
 	m.applySnapshots()
 	m.applyPools(p)
 	m.dropTenants(context.Background(), p)
+	m.narrowEgress()
 	m.log.Info("policy applied", "source", p.Source, "templates", len(p.Templates), "pools", len(p.Pools))
 }
 
