@@ -33,6 +33,8 @@ func addLimitFlags(fs *flag.FlagSet) *sandboxv1.Limits {
 	fs.Var(sizeFlag{&l.PythonAddressSpaceBytes}, "python-address-space", "address space of the Python interpreter, a `SIZE`; over it allocations raise MemoryError (policy limits.python_address_space)")
 	fs.Var(countFlag{&l.Images}, "images", "at most `N` matplotlib figures returned per Python exec (policy limits.images.count)")
 	fs.Var(sizeFlag{&l.ImageBytes}, "image-bytes", "at most this `SIZE` of figures returned per Python exec (policy limits.images.bytes)")
+	fs.Var(sizeFlag{&l.EgressBytes}, "egress-bytes", "bytes through the egress proxy over the sandbox's life, a `SIZE` (policy limits.egress_bytes)")
+	fs.Var(countFlag{&l.EgressConnections}, "egress-connections", "at most `N` egress connections open at once (policy limits.egress_connections)")
 	fs.Var(durationFlag{&l.ExecTimeoutMax}, "exec-timeout-max", "longest --timeout an exec may ask for, a `DURATION` such as 5m (policy exec_timeout.max)")
 	fs.Var(durationFlag{&l.ExecTimeoutDefault}, "exec-timeout", "timeout of an exec that asks for none, a `DURATION` such as 30s (policy exec_timeout.default)")
 	fs.Var(durationFlag{&l.Lifetime}, "lifetime", "destroy the sandbox this `DURATION` after creation (policy lifetime)")

@@ -30,6 +30,8 @@ func limitsFromProto(l *sandboxv1.Limits) manager.Limits {
 	out.PythonAddressSpace = l.GetPythonAddressSpaceBytes()
 	out.Images.Count = clampInt(l.GetImages())
 	out.Images.Bytes = l.GetImageBytes()
+	out.EgressBytes = l.GetEgressBytes()
+	out.EgressConnections = clampInt(l.GetEgressConnections())
 	out.ExecTimeout.Max = duration(l.GetExecTimeoutMax())
 	out.ExecTimeout.Default = duration(l.GetExecTimeoutDefault())
 	out.Lifetime = duration(l.GetLifetime())
@@ -63,6 +65,7 @@ func limitsToProto(l manager.Limits) *sandboxv1.Limits {
 		DownloadFileBytes: l.DownloadFile, DownloadTotalBytes: l.DownloadTotal,
 		PythonAddressSpaceBytes: l.PythonAddressSpace,
 		Images:                  int64(l.Images.Count), ImageBytes: l.Images.Bytes,
+		EgressBytes: l.EgressBytes, EgressConnections: int64(l.EgressConnections),
 		ExecTimeoutMax:     durationpb.New(l.ExecTimeout.Max),
 		ExecTimeoutDefault: durationpb.New(l.ExecTimeout.Default),
 		Lifetime:           durationpb.New(l.Lifetime),

@@ -600,3 +600,35 @@ func TestEgressSurvivesDaemonCrash(t *testing.T) {
 	x.wantReached(t, id, "https://127.0.0.2/")
 	x.wantRefused(t, id, "http://"+rebindName+"/", "no entry allows "+rebindName)
 }
+
+// TestEgressByteCapLoweredPerSandbox guarantees that a CreateSandbox
+// request may lower limits.egress_bytes (shown in the sandbox's limits,
+// and cutting a download at the lower cap), never raise it.
+func TestEgressByteCapLoweredPerSandbox(t *testing.T) {
+	x := startEgress(t)
+	const lowered = 256 << 10
+	if _, err := x.d.client.CreateSandbox(ctx(t), &sandboxv1.CreateSandboxRequest{Template: "capped", Limits: &sandboxv1.Limits{EgressBytes: 2 << 20}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("egress_bytes above the template's: %v, want InvalidArgument", err)
+	}
+	sb, err := x.d.client.CreateSandbox(ctx(t), &sandboxv1.CreateSandboxRequest{Template: "capped", Limits: &sandboxv1.Limits{EgressBytes: lowered, EgressConnections: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		x.d.client.DestroySandbox(context.Background(), &sandboxv1.DestroySandboxRequest{SandboxId: sb.SandboxId})
+	})
+	if got := sb.GetLimits(); got.GetEgressBytes() != lowered || got.GetEgressConnections() != 2 {
+		t.Fatalf("limits egress_bytes %d, egress_connections %d; want %d and 2", got.GetEgressBytes(), got.GetEgressConnections(), lowered)
+	}
+	if _, err := x.d.upload(t, sb.SandboxId, caPath, x.ca); err != nil {
+		t.Fatal(err)
+	}
+	r := sh(t, x.d, sb.SandboxId, "curl -sS --max-time 60 --cacert "+caPath+" -o /tmp/big https://127.0.0.2/big; echo rc=$?; stat -c 'size=%s' /tmp/big")
+	var size int
+	if i := strings.Index(r.stdout, "size="); i >= 0 {
+		fmt.Sscan(r.stdout[i+len("size="):], &size)
+	}
+	if strings.Contains(r.stdout, "rc=0\n") || size > lowered {
+		t.Fatalf("a %d-byte download under a %d-byte cap: stdout %q stderr %q", bigBytes, lowered, r.stdout, r.stderr)
+	}
+}

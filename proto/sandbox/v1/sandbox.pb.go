@@ -628,9 +628,15 @@ type Limits struct {
 	// limits.images.count.
 	Images int64 `protobuf:"varint,17,opt,name=images,proto3" json:"images,omitempty"`
 	// Bytes of figures one Python Exec may return. Policy limits.images.bytes.
-	ImageBytes    int64 `protobuf:"varint,18,opt,name=image_bytes,json=imageBytes,proto3" json:"image_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ImageBytes int64 `protobuf:"varint,18,opt,name=image_bytes,json=imageBytes,proto3" json:"image_bytes,omitempty"`
+	// Bytes the sandbox may send and receive through its egress proxy over
+	// its life. Policy limits.egress_bytes.
+	EgressBytes int64 `protobuf:"varint,19,opt,name=egress_bytes,json=egressBytes,proto3" json:"egress_bytes,omitempty"`
+	// Egress connections the sandbox may have open at once. Policy
+	// limits.egress_connections.
+	EgressConnections int64 `protobuf:"varint,20,opt,name=egress_connections,json=egressConnections,proto3" json:"egress_connections,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -785,6 +791,20 @@ func (x *Limits) GetImages() int64 {
 func (x *Limits) GetImageBytes() int64 {
 	if x != nil {
 		return x.ImageBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetEgressBytes() int64 {
+	if x != nil {
+		return x.EgressBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetEgressConnections() int64 {
+	if x != nil {
+		return x.EgressConnections
 	}
 	return 0
 }
@@ -2952,7 +2972,7 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\fegress_allow\x18\x0f \x03(\tR\vegressAllow\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x06\n" +
 	"\x06Limits\x12\x10\n" +
 	"\x03cpu\x18\x01 \x01(\x01R\x03cpu\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x1d\n" +
@@ -2975,7 +2995,9 @@ const file_sandbox_v1_sandbox_proto_rawDesc = "" +
 	"\x14download_total_bytes\x18\x10 \x01(\x03R\x12downloadTotalBytes\x12\x16\n" +
 	"\x06images\x18\x11 \x01(\x03R\x06images\x12\x1f\n" +
 	"\vimage_bytes\x18\x12 \x01(\x03R\n" +
-	"imageBytes\"h\n" +
+	"imageBytes\x12!\n" +
+	"\fegress_bytes\x18\x13 \x01(\x03R\vegressBytes\x12-\n" +
+	"\x12egress_connections\x18\x14 \x01(\x03R\x11egressConnections\"h\n" +
 	"\rResourceUsage\x124\n" +
 	"\bcpu_time\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xcc\x02\n" +
