@@ -18,6 +18,16 @@ import (
 // records the line of every field; validate checks the values.
 type decoder struct {
 	p *problems
+	// file names the file being decoded when it is not the policy file
+	// itself (the tenants_file), for the positions of its problems.
+	file string
+}
+
+// pos returns the position of n in the file being decoded.
+func (d *decoder) pos(n *yaml.Node) pos {
+	at := posOfNode(n)
+	at.file = d.file
+	return at
 }
 
 // field is one allowed key of a YAML mapping and how to decode its value.
@@ -44,11 +54,11 @@ func decodePolicy(doc *yaml.Node, p *problems) *Policy {
 	}
 	root = resolve(root)
 	if isNull(root) {
-		p.at(posOfNode(root), "", "the policy is empty: it needs at least one template, e.g. `templates: {python: {}}`")
+		p.at(d.pos(root), "", "the policy is empty: it needs at least one template, e.g. `templates: {python: {}}`")
 		return pol
 	}
 	if root.Kind != yaml.MappingNode {
-		p.at(posOfNode(root), "", "the top level must be a mapping with the fields host, default_template, templates, pools and tenants, got %s", describe(root))
+		p.at(d.pos(root), "", "the top level must be a mapping with the fields host, default_template, templates, pools, tenants and tenants_file, got %s", describe(root))
 		return pol
 	}
 	d.mapping(root, "", []field{
@@ -57,9 +67,10 @@ func decodePolicy(doc *yaml.Node, p *problems) *Policy {
 		{"templates", func(v *yaml.Node, path string) { d.templates(v, path, pol.Templates) }},
 		{"pools", func(v *yaml.Node, path string) { pol.Pools = d.pools(v, path) }},
 		{"tenants", func(v *yaml.Node, path string) { d.tenants(v, path, pol.Tenants) }},
+		{"tenants_file", func(v *yaml.Node, path string) { d.str(v, path, &pol.TenantsFile) }},
 	})
 	if !p.set("templates") {
-		p.at(posOfNode(root), "templates", "missing: a policy needs at least one template, e.g. `templates: {python: {}}`")
+		p.at(d.pos(root), "templates", "missing: a policy needs at least one template, e.g. `templates: {python: {}}`")
 	}
 	return pol
 }
@@ -203,7 +214,7 @@ func (d *decoder) egressAllow(n *yaml.Node, path string, out *egress.List) {
 		if s, ok := d.scalar(v, sub, "an egress entry such as pypi.org, \"*.example.com:443\" or 10.0.0.0/8"); ok {
 			var err error
 			if r, err = egress.ParseRule(s); err != nil {
-				d.p.fail(posOfNode(v), sub, err)
+				d.p.fail(d.pos(v), sub, err)
 			}
 		}
 		*out = append(*out, r)
@@ -215,7 +226,7 @@ func (d *decoder) pools(n *yaml.Node, path string) []Pool {
 	d.list(n, path, func(v *yaml.Node, sub string) {
 		pool := newPool("")
 		if resolve(v).Kind != yaml.MappingNode {
-			d.p.fail(posOfNode(v), sub, fmt.Errorf("a pool must be a mapping with at least `template: NAME`, got %s", describe(v)))
+			d.p.fail(d.pos(v), sub, fmt.Errorf("a pool must be a mapping with at least `template: NAME`, got %s", describe(v)))
 		} else {
 			d.mapping(v, sub, []field{
 				{"template", func(v *yaml.Node, path string) { d.str(v, path, &pool.Template) }},
@@ -237,7 +248,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields []field) {
 	for i, f := range fields {
 		names[i] = f.name
 	}
-	at := posOfNode(n)
+	at := d.pos(n)
 	n = resolve(n)
 	if isNull(n) {
 		return
@@ -255,9 +266,9 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields []field) {
 		}
 		switch {
 		case k.ShortTag() == "!!merge":
-			d.p.at(posOfNode(k), sub, "YAML merge keys (<<) are not supported: write the fields out")
+			d.p.at(d.pos(k), sub, "YAML merge keys (<<) are not supported: write the fields out")
 		default:
-			d.p.at(posOfNode(k), sub, "unknown field %q%s; the fields allowed here are %s", key, didYouMean(key, names), strings.Join(names, ", "))
+			d.p.at(d.pos(k), sub, "unknown field %q%s; the fields allowed here are %s", key, didYouMean(key, names), strings.Join(names, ", "))
 		}
 	})
 }
@@ -266,7 +277,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields []field) {
 // environment variables), reporting repeated keys. An empty value counts
 // as an empty mapping.
 func (d *decoder) entries(n *yaml.Node, path, what string, each func(key string, v *yaml.Node, sub string)) {
-	at := posOfNode(n)
+	at := d.pos(n)
 	n = resolve(n)
 	if isNull(n) {
 		return
@@ -285,17 +296,17 @@ func (d *decoder) keys(n *yaml.Node, path string, each func(key string, k, v *ya
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			d.p.at(posOfNode(k), path, "a key must be a plain name, got %s", describe(k))
+			d.p.at(d.pos(k), path, "a key must be a plain name, got %s", describe(k))
 			continue
 		}
 		key := k.Value
 		sub := joinPath(path, key)
 		if line, dup := first[key]; dup {
-			d.p.at(posOfNode(k), sub, "set twice (first on line %d): remove one", line)
+			d.p.at(d.pos(k), sub, "set twice (first on line %d): remove one", line)
 			continue
 		}
 		first[key] = k.Line
-		d.p.lines[sub] = posOfNode(k)
+		d.p.lines[sub] = d.pos(k)
 		each(key, k, v, sub)
 	}
 }
@@ -303,7 +314,7 @@ func (d *decoder) keys(n *yaml.Node, path string, each func(key string, k, v *ya
 // list decodes a YAML sequence, calling each for every item. An empty
 // value counts as an empty list.
 func (d *decoder) list(n *yaml.Node, path string, each func(v *yaml.Node, sub string)) {
-	at := posOfNode(n)
+	at := d.pos(n)
 	n = resolve(n)
 	if isNull(n) {
 		return
@@ -314,7 +325,7 @@ func (d *decoder) list(n *yaml.Node, path string, each func(v *yaml.Node, sub st
 	}
 	for i, item := range n.Content {
 		sub := indexPath(path, i)
-		d.p.lines[sub] = posOfNode(item)
+		d.p.lines[sub] = d.pos(item)
 		each(item, sub)
 	}
 }
@@ -324,7 +335,7 @@ func (d *decoder) list(n *yaml.Node, path string, each func(v *yaml.Node, sub st
 func (d *decoder) scalar(n *yaml.Node, path, what string) (string, bool) {
 	r := resolve(n)
 	if r.Kind != yaml.ScalarNode || isNull(r) {
-		d.p.fail(posOfNode(n), path, fmt.Errorf("must be %s, got %s", what, describe(r)))
+		d.p.fail(d.pos(n), path, fmt.Errorf("must be %s, got %s", what, describe(r)))
 		return "", false
 	}
 	return r.Value, true
@@ -349,7 +360,7 @@ func (d *decoder) optStr(n *yaml.Node, path string, out *string) {
 // booleans are taken as written, so FOO: 1 means "1".
 func (d *decoder) envValue(n *yaml.Node, path string, out *string) bool {
 	if isNull(n) {
-		d.p.fail(posOfNode(n), path, fmt.Errorf(`has no value: write %s: "" for an empty variable`, path[strings.LastIndexByte(path, '.')+1:]))
+		d.p.fail(d.pos(n), path, fmt.Errorf(`has no value: write %s: "" for an empty variable`, path[strings.LastIndexByte(path, '.')+1:]))
 		return false
 	}
 	s, ok := d.scalar(n, path, "a string")
@@ -368,7 +379,7 @@ func (d *decoder) boolean(n *yaml.Node, path string, out *bool) {
 	case "false":
 		*out = false
 	default:
-		d.p.fail(posOfNode(n), path, fmt.Errorf("must be true or false, got %q", s))
+		d.p.fail(d.pos(n), path, fmt.Errorf("must be true or false, got %q", s))
 	}
 }
 
@@ -382,9 +393,9 @@ func (d *decoder) integer(n *yaml.Node, path string, out *int) {
 	case err == nil:
 		*out = v
 	case strings.Contains(err.Error(), "out of range"):
-		d.p.fail(posOfNode(n), path, fmt.Errorf("%s is too large", s))
+		d.p.fail(d.pos(n), path, fmt.Errorf("%s is too large", s))
 	default:
-		d.p.fail(posOfNode(n), path, fmt.Errorf("must be a whole number, got %q", s))
+		d.p.fail(d.pos(n), path, fmt.Errorf("must be a whole number, got %q", s))
 	}
 }
 
@@ -405,7 +416,7 @@ func (d *decoder) cpu(n *yaml.Node, path string, out *float64) {
 		v, err = strconv.ParseFloat(s, 64)
 	}
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		d.p.fail(posOfNode(n), path, fmt.Errorf("must be a number of cores such as 1, 0.5 or 500m, got %q", s))
+		d.p.fail(d.pos(n), path, fmt.Errorf("must be a number of cores such as 1, 0.5 or 500m, got %q", s))
 		return
 	}
 	*out = v
@@ -414,7 +425,7 @@ func (d *decoder) cpu(n *yaml.Node, path string, out *float64) {
 func (d *decoder) size(n *yaml.Node, path string, out *int64) {
 	var s Size
 	if err := s.UnmarshalYAML(n); err != nil {
-		d.p.fail(posOfNode(n), path, err)
+		d.p.fail(d.pos(n), path, err)
 		return
 	}
 	*out = int64(s)
@@ -435,7 +446,7 @@ func (d *decoder) durationOrZero(n *yaml.Node, path string, out *time.Duration) 
 func (d *decoder) duration(n *yaml.Node, path string, out *time.Duration) {
 	var v Duration
 	if err := v.UnmarshalYAML(n); err != nil {
-		d.p.fail(posOfNode(n), path, err)
+		d.p.fail(d.pos(n), path, err)
 		return
 	}
 	*out = time.Duration(v)

@@ -72,8 +72,12 @@ type problems struct {
 	bad map[string]bool
 }
 
-// pos is a position in the file; 0 means unknown.
-type pos struct{ line, col int }
+// pos is a position in a file; 0 means unknown. file is empty for the
+// policy file itself and names the tenants_file for positions in it.
+type pos struct {
+	line, col int
+	file      string
+}
 
 func newProblems(source string) *problems {
 	return &problems{source: source, lines: map[string]pos{}, bad: map[string]bool{}}
@@ -81,7 +85,11 @@ func newProblems(source string) *problems {
 
 // at records a problem at an explicit position.
 func (p *problems) at(at pos, path, format string, args ...any) {
-	p.errs = append(p.errs, FieldError{Source: p.source, Line: at.line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	source := p.source
+	if at.file != "" {
+		source = at.file
+	}
+	p.errs = append(p.errs, FieldError{Source: source, Line: at.line, Path: path, Msg: fmt.Sprintf(format, args...)})
 	p.cols = append(p.cols, at.col)
 }
 

@@ -361,3 +361,58 @@ func TestEgressListBounded(t *testing.T) {
 		t.Errorf("got %s, want one problem about the list's length", dump(errs))
 	}
 }
+
+// TestTenantsFile guarantees the tenants_file: its tenants are the
+// policy's (a relative path is read beside the policy file), its problems
+// name that file and line, and it cannot be combined with inline tenants,
+// be missing, or be used by Parse, which reads no files.
+func TestTenantsFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	hash := "sha256:" + strings.Repeat("ab", 32)
+	tenants := write("secret/tenants.yaml", "tenants:\n  team-a:\n    tokens: ["+hash+"]\n    max_sandboxes: 3\n")
+	policyPath := write("config/policy.yaml", "templates: {python: {}}\ntenants_file: ../secret/tenants.yaml\n")
+	p, err := Load(policyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := p.Tenants["team-a"]; a == nil || a.MaxSandboxes != 3 || len(a.TokenHashes) != 1 || p.TenantsFile != tenants {
+		t.Fatalf("tenants %+v from %q, want team-a from %s", p.Tenants, p.TenantsFile, tenants)
+	}
+	if _, err := Parse([]byte("templates: {python: {}}\ntenants_file: t.yaml\n"), "inline"); err == nil || !strings.Contains(err.Error(), "tenants_file") {
+		t.Errorf("Parse with a tenants_file: %v, want a problem at tenants_file", err)
+	}
+	for name, tc := range map[string]struct{ policy, tenants, want string }{
+		"both":       {"templates: {python: {}}\ntenants: {}\ntenants_file: t.yaml\n", "tenants: {}\n", "policy.yaml:3: tenants_file: the policy has tenants of its own"},
+		"missing":    {"templates: {python: {}}\ntenants_file: nothere.yaml\n", "", "policy.yaml:2: tenants_file: reading the tenants file"},
+		"unknown":    {"templates: {python: {}}\ntenants_file: t.yaml\n", "tenants:\n  team-a:\n    tokns: [x]\n", "t.yaml:3: tenants.team-a.tokns: unknown field"},
+		"validation": {"templates: {python: {}}\ntenants_file: t.yaml\n", "tenants:\n  team-a:\n    templates: [nope]\n    tokens: [" + hash + "]\n", "t.yaml:3: tenants.team-a.templates"},
+		"not a map":  {"templates: {python: {}}\ntenants_file: t.yaml\n", "- a\n", "t.yaml:1: a tenants file is a mapping"},
+		"syntax":     {"templates: {python: {}}\ntenants_file: t.yaml\n", "tenants: [\n", "t.yaml:"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(d, "policy.yaml"), []byte(tc.policy), 0o644)
+			if tc.tenants != "" {
+				os.WriteFile(filepath.Join(d, "t.yaml"), []byte(tc.tenants), 0o644)
+			}
+			_, err := Load(filepath.Join(d, "policy.yaml"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load = %v, want a problem containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -25,6 +25,12 @@ type Policy struct {
 	// quotas. Empty: every caller is the tenant "local" with no quota, and
 	// the API may only listen on loopback. Never nil.
 	Tenants map[string]*Tenant
+	// TenantsFile is the file the tenants were read from (top-level
+	// tenants_file, made absolute against the policy file's directory), so
+	// that they can live apart from the rest, e.g. in a Kubernetes Secret
+	// while the policy is a ConfigMap; empty when the tenants, if any, are
+	// in the policy file.
+	TenantsFile string
 	// Source is where the policy came from: the file path given to Load, the
 	// source given to Parse, or "embedded default" for Default.
 	Source string

@@ -61,5 +61,5 @@ func posOfNode(n *yaml.Node) pos {
 	if n == nil {
 		return pos{}
 	}
-	return pos{n.Line, n.Column}
+	return pos{line: n.Line, col: n.Column}
 }

@@ -26,6 +26,20 @@ type reloader struct {
 	log     *slog.Logger
 	current *policy.Policy
 	apply   func(*policy.Policy)
+	// watcher watches the directories of the policy file and of its
+	// tenants_file; nil when watching failed.
+	watcher *fsnotify.Watcher
+}
+
+// watchTenants adds the directory of the policy's tenants_file, if any, to
+// the watch (adding a directory twice is harmless).
+func (r *reloader) watchTenants() {
+	if r.watcher == nil || r.current.TenantsFile == "" {
+		return
+	}
+	if err := r.watcher.Add(filepath.Dir(r.current.TenantsFile)); err != nil {
+		r.log.Warn("not watching the tenants file; reload with SIGHUP", "path", r.current.TenantsFile, "err", err)
+	}
 }
 
 // run watches until ctx ends. path "" (embedded default policy) only logs
@@ -37,8 +51,8 @@ func (r *reloader) run(ctx context.Context) {
 
 	var events <-chan fsnotify.Event
 	if r.path != "" {
-		// Watch the directory: editors and config managers replace the file
-		// by renaming, which drops a watch on the file itself.
+		// Watch the directories: editors and config managers replace a
+		// file by renaming, which drops a watch on the file itself.
 		w, err := fsnotify.NewWatcher()
 		if err == nil {
 			err = w.Add(filepath.Dir(r.path))
@@ -48,6 +62,8 @@ func (r *reloader) run(ctx context.Context) {
 		} else {
 			defer w.Close()
 			events = w.Events
+			r.watcher = w
+			r.watchTenants()
 		}
 	}
 	var debounce <-chan time.Time
@@ -75,10 +91,15 @@ func (r *reloader) run(ctx context.Context) {
 const kubeDataLink = "..data"
 
 // concerns reports whether a change to the directory entry name may have
-// changed the policy file.
+// changed the policy file or its tenants_file.
 func (r *reloader) concerns(name string) bool {
 	name = filepath.Clean(name)
-	return name == r.path || (filepath.Dir(name) == filepath.Dir(r.path) && filepath.Base(name) == kubeDataLink)
+	for _, f := range []string{r.path, r.current.TenantsFile} {
+		if f != "" && (name == f || (filepath.Dir(name) == filepath.Dir(f) && filepath.Base(name) == kubeDataLink)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *reloader) reload(why string) {
@@ -96,5 +117,6 @@ func (r *reloader) reload(why string) {
 	}
 	r.log.Info("reloading policy", "trigger", why, "path", r.path)
 	r.current = p
+	r.watchTenants()
 	r.apply(p)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +59,52 @@ func TestReloadFollowsAKubernetesConfigMapUpdate(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the ConfigMap update was not reloaded")
+	}
+}
+
+// TestReloadFollowsTheTenantsFile guarantees that a change to the policy's
+// tenants_file (in another directory, as a Kubernetes Secret is mounted)
+// reloads the policy: a tenant added there can authenticate without a
+// restart or a SIGHUP.
+func TestReloadFollowsTheTenantsFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"config", "secret"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace := func(path, body string) {
+		t.Helper()
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tenants := filepath.Join(dir, "secret", "tenants.yaml")
+	hash := func(c string) string { return "sha256:" + strings.Repeat(c, 64) }
+	replace(tenants, "tenants:\n  team-a:\n    tokens: ["+hash("a")+"]\n")
+	path := filepath.Join(dir, "config", "policy.yaml")
+	replace(path, "templates: {python: {}}\ntenants_file: ../secret/tenants.yaml\n")
+	first, err := policy.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan *policy.Policy, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := &reloader{path: path, log: slog.New(slog.NewTextHandler(io.Discard, nil)), current: first, apply: func(p *policy.Policy) { applied <- p }}
+	go r.run(ctx)
+	time.Sleep(100 * time.Millisecond) // the watch is set up
+	replace(tenants, "tenants:\n  team-a:\n    tokens: ["+hash("a")+"]\n  team-b:\n    tokens: ["+hash("b")+"]\n")
+	select {
+	case p := <-applied:
+		if p.Tenants["team-b"] == nil {
+			t.Fatalf("reloaded tenants %v, want team-b added", p.Tenants)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the tenants file changed, but the policy was not reloaded")
 	}
 }

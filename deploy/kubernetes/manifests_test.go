@@ -292,11 +292,68 @@ func (m *manifests) policy(t *testing.T) *policy.Policy {
 	if !ok {
 		t.Fatalf("ConfigMap %s has no key %q, which --policy %s names", cm.Name, key, file)
 	}
-	pol, err := policy.Parse([]byte(data), "ConfigMap "+cm.Name+" "+key)
+	// Lay the mounted files out as the pod sees them, under a temporary
+	// root, and load the policy from there: its tenants_file is read from
+	// the volume mounted where it points.
+	root := t.TempDir()
+	m.writeMounted(t, root, file, data)
+	if tf := tenantsFileOf(data); tf != "" {
+		tenants := tf
+		if !filepath.IsAbs(tenants) {
+			tenants = filepath.Join(filepath.Dir(file), tf)
+		}
+		m.writeMounted(t, root, tenants, m.secretFile(t, tenants, "tenants_file"))
+	}
+	pol, err := policy.Load(filepath.Join(root, file))
 	if err != nil {
 		t.Fatalf("the policy does not validate:\n%v", err)
 	}
 	return pol
+}
+
+// tenantsFileOf returns the top-level tenants_file of a policy, if any.
+func tenantsFileOf(policyYAML string) string {
+	var top struct {
+		TenantsFile string `json:"tenants_file"`
+	}
+	if err := yaml.Unmarshal([]byte(policyYAML), &top); err != nil {
+		return ""
+	}
+	return top.TenantsFile
+}
+
+// writeMounted writes data at the pod's path file under root.
+func (m *manifests) writeMounted(t *testing.T, root, file, data string) {
+	t.Helper()
+	path := filepath.Join(root, file)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// secretFile returns the content of the pod's path file, which must be a
+// key of a Secret in the manifests mounted there; what names the file.
+func (m *manifests) secretFile(t *testing.T, file, what string) string {
+	t.Helper()
+	vol, key := m.volumeOf(t, file)
+	if vol.Secret == nil {
+		t.Fatalf("%s %s is not on a Secret volume", what, file)
+	}
+	s := m.secrets[vol.Secret.SecretName]
+	if s == nil {
+		t.Fatalf("Secret %q, mounted for %s, is not in the manifests", vol.Secret.SecretName, what)
+	}
+	if v, ok := s.StringData[key]; ok {
+		return v
+	}
+	if v, ok := s.Data[key]; ok {
+		return string(v)
+	}
+	t.Fatalf("Secret %s has no key %q, which %s %s names", s.Name, key, what, file)
+	return ""
 }
 
 // TestManifestsDecodeStrictly guarantees that every document of every
@@ -632,6 +689,9 @@ func TestPolicyFilesAreMounted(t *testing.T) {
 	}
 	if len(pol.Tenants) == 0 {
 		t.Error("the policy has no tenants: every TCP caller would need a client certificate")
+	}
+	if pol.TenantsFile == "" {
+		t.Error("the tenants are in the ConfigMap: they belong in the Secret, read through tenants_file")
 	}
 }
 
