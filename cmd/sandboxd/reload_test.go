@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -12,6 +11,21 @@ import (
 
 	"github.com/sandboxd/sandboxd/policy"
 )
+
+// startReloader runs a reloader of the policy file at path until the test
+// ends, once it watches; each policy it applies arrives on the channel.
+func startReloader(t *testing.T, path string) <-chan *policy.Policy {
+	t.Helper()
+	first, err := policy.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan *policy.Policy, 4)
+	r := &reloader{path: path, log: slog.New(slog.NewTextHandler(io.Discard, nil)), current: first, apply: func(p *policy.Policy) { applied <- p }}
+	go r.run(t.Context())
+	time.Sleep(100 * time.Millisecond) // the watch is set up
+	return applied
+}
 
 // TestReloadFollowsAKubernetesConfigMapUpdate guarantees that a policy
 // mounted from a ConfigMap is reloaded when Kubernetes updates it: the
@@ -41,16 +55,7 @@ func TestReloadFollowsAKubernetesConfigMapUpdate(t *testing.T) {
 	if err := os.Symlink(filepath.Join(kubeDataLink, "policy.yaml"), path); err != nil {
 		t.Fatal(err)
 	}
-	first, err := policy.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	applied := make(chan *policy.Policy, 4)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	r := &reloader{path: path, log: slog.New(slog.NewTextHandler(io.Discard, nil)), current: first, apply: func(p *policy.Policy) { applied <- p }}
-	go r.run(ctx)
-	time.Sleep(100 * time.Millisecond) // the watch is set up
+	applied := startReloader(t, path)
 	write("2", "templates: {python: {}}\nhost:\n  max_sandboxes: 7\n")
 	select {
 	case p := <-applied:
@@ -88,16 +93,7 @@ func TestReloadFollowsTheTenantsFile(t *testing.T) {
 	replace(tenants, "tenants:\n  team-a:\n    tokens: ["+hash("a")+"]\n")
 	path := filepath.Join(dir, "config", "policy.yaml")
 	replace(path, "templates: {python: {}}\ntenants_file: ../secret/tenants.yaml\n")
-	first, err := policy.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	applied := make(chan *policy.Policy, 4)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	r := &reloader{path: path, log: slog.New(slog.NewTextHandler(io.Discard, nil)), current: first, apply: func(p *policy.Policy) { applied <- p }}
-	go r.run(ctx)
-	time.Sleep(100 * time.Millisecond) // the watch is set up
+	applied := startReloader(t, path)
 	replace(tenants, "tenants:\n  team-a:\n    tokens: ["+hash("a")+"]\n  team-b:\n    tokens: ["+hash("b")+"]\n")
 	select {
 	case p := <-applied:

@@ -11,9 +11,10 @@ package manager
 // The relay loop runs while a client's sandbox runs: from its hand-out,
 // resume or adoption until it is paused or ends; pausing cuts its
 // connections. Bytes moving count as use of the sandbox for its idle
-// clocks; a connection held open without traffic does not. Everything the agent sends is untrusted: message sizes are
-// capped, the host and port are checked by runtime/egress, and the budget
-// bounds the connections it can have decided at once.
+// clocks; a connection held open without traffic does not. Everything the
+// agent sends is untrusted: message sizes are capped, the host and port are
+// checked by runtime/egress, and the budget bounds the connections it can
+// have decided at once.
 
 import (
 	"context"
@@ -222,9 +223,10 @@ func errNoEgress(t *policy.Template) error {
 
 // UpdateEgress replaces the egress allowlist of a sandbox of the tenant of
 // ctx with allow, which must lie within its template's in the policy in
-// force (InvalidArgument otherwise; see egressCeiling); an empty allow closes its egress. Connections open already
-// go on; those opened from now on are decided under the new list. A paused
-// sandbox resumes with it, and its record keeps it across restarts.
+// force (InvalidArgument otherwise; see egressCeiling); an empty allow
+// closes its egress. Connections open already go on; those opened from now
+// on are decided under the new list. A paused sandbox resumes with it, and
+// its record keeps it across restarts.
 func (m *Manager) UpdateEgress(ctx context.Context, id string, allow []string) (Info, error) {
 	if err := m.checkID(id); err != nil {
 		return Info{}, err
@@ -442,7 +444,7 @@ func (m *Manager) connectEgress(ctx context.Context, e *entry, agent agentv1.Age
 	}
 	m.metrics.EgressDecided(e.tmpl.Name, true)
 	m.log.Info("egress allowed", "sandbox", e.id, "template", e.tmpl.Name, "host", d.Host, "port", c.GetPort(), "addr", addr,
-		"method", clipMethod(c.GetMethod()), "reason", d.Reason)
+		"method", clipText(c.GetMethod(), maxLoggedMethod), "reason", d.Reason)
 	up, down, rerr := egress.Relay(ctx, rs, remote, e.egress.budget)
 	ev := m.egressEvent(e, c, at, d.Host, addr, true, d.Reason)
 	ev.Up, ev.Down = up, down
@@ -462,7 +464,7 @@ func (m *Manager) connectEgress(ctx context.Context, e *entry, agent agentv1.Age
 func (m *Manager) answerRefused(ctx context.Context, e *entry, agent agentv1.AgentServiceClient, c *agentv1.EgressConnection, at time.Time, host, addr, why string) {
 	m.metrics.EgressDecided(e.tmpl.Name, false)
 	m.log.Info("egress refused", "sandbox", e.id, "template", e.tmpl.Name, "host", host, "port", c.GetPort(), "addr", addr,
-		"method", clipMethod(c.GetMethod()), "reason", why)
+		"method", clipText(c.GetMethod(), maxLoggedMethod), "reason", why)
 	m.auditEgress(m.egressEvent(e, c, at, host, addr, false, why))
 	rctx, cancel := context.WithCancel(ctx)
 	stream, err := agent.EgressRelay(rctx, grpc.MaxCallRecvMsgSize(maxRelayFrame))
@@ -490,12 +492,4 @@ func (m *Manager) auditEgress(ev EgressEvent) {
 	if m.cfg.EgressAudit != nil {
 		m.cfg.EgressAudit(ev)
 	}
-}
-
-// clipMethod bounds a client's HTTP method for the log.
-func clipMethod(method string) string {
-	if len(method) > maxLoggedMethod {
-		return method[:maxLoggedMethod] + "..."
-	}
-	return method
 }

@@ -632,3 +632,43 @@ func TestEgressByteCapLoweredPerSandbox(t *testing.T) {
 		t.Fatalf("a %d-byte download under a %d-byte cap: stdout %q stderr %q", bigBytes, lowered, r.stdout, r.stderr)
 	}
 }
+
+// TestEgressNeverReachesTheDaemonsOwnListeners stops a sandbox from
+// calling the daemon that runs it: under a template that opens loopback
+// explicitly, its API (TCP) and metrics ports are refused while a host
+// server on another loopback port of the same list is reached.
+func TestEgressNeverReachesTheDaemonsOwnListeners(t *testing.T) {
+	requireE2E(t)
+	api, metrics := freePort(t), freePort(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := l.Addr().(*net.TCPAddr).Port
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "host server reached")
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	policyPath := filepath.Join(t.TempDir(), "open.yaml")
+	body := fmt.Sprintf("templates:\n  open:\n    network: allowlist\n    egress:\n      allow: [\"127.0.0.0/8:%d,%d,%d\"]\n    snapshot: false\n    warm_imports: [json]\n", api, metrics, other)
+	if err := os.WriteFile(policyPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, daemonOpts{policy: policyPath, args: []string{
+		"--listen-tcp", fmt.Sprintf("127.0.0.1:%d", api), "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metrics)}})
+	id := d.create(t)
+	get := func(port int) string {
+		t.Helper()
+		// Through the proxy, which NO_PROXY would skip for 127.0.0.1.
+		return sh(t, d, id, fmt.Sprintf("curl -sS --max-time 30 --noproxy '' -w ' %%{http_code}' http://127.0.0.1:%d/metrics", port)).stdout
+	}
+	if out := get(other); !strings.Contains(out, "host server reached") || !strings.HasSuffix(out, " 200") {
+		t.Fatalf("the host server on a listed loopback port: %q, want it reached", out)
+	}
+	for _, port := range []int{api, metrics} {
+		if out := get(port); !strings.HasSuffix(out, " 403") || !strings.Contains(out, "the daemon's own listener") {
+			t.Errorf("the daemon's port %d through the proxy: %q, want 403 naming the daemon's own listener", port, out)
+		}
+	}
+}
