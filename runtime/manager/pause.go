@@ -222,7 +222,7 @@ func (m *Manager) resume(ctx context.Context, e *entry) error {
 	if sealed != nil {
 		err = sealed.Check(image)
 	} else {
-		sealed, err = snapshot.Verify(image, e.id)
+		_, err = snapshot.Verify(image, e.id)
 	}
 	if err != nil {
 		release()

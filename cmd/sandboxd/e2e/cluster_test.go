@@ -217,7 +217,6 @@ func TestClusterOfThreeNodes(t *testing.T) {
 
 	// 30 creates, half through each path, spread over the three nodes.
 	perNode := map[string][]string{}
-	var mine []string
 	for i := range 30 {
 		path := pathNames[i%2]
 		sb, err := paths[path].CreateSandbox(c, &sandboxv1.CreateSandboxRequest{Labels: map[string]string{"n": fmt.Sprint(i)}})
@@ -229,7 +228,6 @@ func TestClusterOfThreeNodes(t *testing.T) {
 			t.Fatalf("sandbox %s: ID names node %q (%v), Sandbox.node %q", sb.GetSandboxId(), owner, ok, sb.GetNode())
 		}
 		perNode[owner] = append(perNode[owner], sb.GetSandboxId())
-		mine = append(mine, sb.GetSandboxId())
 	}
 	for _, a := range addrs {
 		t.Logf("node %s: %d of 30 creates", a, len(perNode[a]))
@@ -248,13 +246,10 @@ func TestClusterOfThreeNodes(t *testing.T) {
 			}
 		}
 	}
-	mine = slices.Collect(func(yield func(string) bool) {
-		for _, a := range addrs {
-			if !yield(keep[a]) {
-				return
-			}
-		}
-	})
+	var mine []string
+	for _, a := range addrs {
+		mine = append(mine, keep[a])
+	}
 
 	// Every kind of per-sandbox call, through both paths, reaches the owner.
 	for _, a := range addrs {

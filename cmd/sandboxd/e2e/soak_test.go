@@ -224,7 +224,7 @@ func TestSoakChurn(t *testing.T) {
 
 	s.setPolicy(0) // the policy of the baseline
 	s.destroyAll(t)
-	live = s.settle(t, "after the churn")
+	s.settle(t, "after the churn")
 	time.Sleep(settleQuiet)
 	live = s.settle(t, "after the quiet period")
 	after := s.measure(t, time.Since(start))
